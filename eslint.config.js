@@ -1,0 +1,18 @@
+// Lint with type information: a dropped promise in sync code is a lost write.
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'demo/dist/**', 'e2e/dist/**', 'e2e/artifacts/**', 'node_modules/**', 'eslint.config.js'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-restricted-syntax': ['error',
+        { selector: "CallExpression[callee.property.name='only']", message: 'No focused tests.' }],
+    },
+  },
+);

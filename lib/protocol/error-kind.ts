@@ -1,0 +1,31 @@
+/**
+ * Every error that crosses a boundary (postMessage, WebSocket, HTTP) is plain data: `{ kind, message }`
+ * with `kind` from this list. Match on `kind`, never on `instanceof`, once an error has crossed.
+ */
+export const ErrorKind = {
+  /** SQLite refused a statement (syntax, constraint, missing table, ...). The message is SQLite's. */
+  Database: 'database',
+  /** A migration failed, or the schema option is malformed or older than the database. */
+  Schema: 'schema',
+  /** Persistent storage could not be opened or used. */
+  Storage: 'storage',
+  /** The instance was closed, or the worker went away before answering. Safe to retry on a new one. */
+  Closed: 'closed',
+  /** An argument does not have the required shape (unknown table, bad identifier, bad options). */
+  Invalid: 'invalid',
+  /** Authentication failed (missing, expired, forged or wrong-project token). */
+  Auth: 'auth',
+  /** Anything else: a bug in PocketSync. */
+  Internal: 'internal',
+} as const;
+
+export type ErrorKind = (typeof ErrorKind)[keyof typeof ErrorKind];
+
+/** The wire form of an error. */
+export interface ErrorData {
+  readonly kind: ErrorKind;
+  readonly message: string;
+}
+
+/** What every worker call returns: errors travel as data, not as thrown objects. */
+export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ErrorData };

@@ -1,0 +1,84 @@
+/**
+ * The contract between the main thread (lib/) and the database worker (worker/), carried by Comlink.
+ *
+ * Every method resolves to a `Result`: errors cross the boundary as `{ kind, message }` data.
+ * Table-change notifications never travel as replies: they go out on the MessagePort handed to
+ * `open`, as `TablesChangedMessage`s, once per committed write (a transaction notifies once, at commit).
+ *
+ * Calls are serialized by the worker. Between `begin` and `commit`/`rollback`, only calls that carry
+ * that transaction's id run; every other call waits until the transaction ends.
+ */
+import type { Result } from './error-kind.js';
+
+/** A value SQLite stores, as it crosses postMessage. */
+export type SqlValue = string | number | bigint | null | Uint8Array;
+export type Row = Record<string, SqlValue>;
+export type Params = readonly SqlValue[] | Readonly<Record<string, SqlValue>>;
+
+/** Rows to update or delete: column equality (`{ id: 3 }`, null meaning IS NULL), or a SQL condition. */
+export type Where = Readonly<Record<string, SqlValue>> | { readonly sql: string; readonly params?: Params };
+
+export type StorageKind = 'opfs-sahpool' | 'opfs' | 'memory';
+
+/** One migration step: the statements that bring the database to `version`. */
+export interface Migration {
+  readonly version: number;
+  readonly sql: readonly string[];
+}
+
+/** The app's schema: the version it expects and the ordered steps that build it. */
+export interface Schema {
+  readonly version: number;
+  readonly migrations: readonly Migration[];
+}
+
+export interface OpenOptions {
+  /** The database file name (one per app and signed-in user, typically). */
+  readonly dbName: string;
+  readonly schema?: Schema;
+  /** The tables to sync; all user tables when absent. */
+  readonly tables?: readonly string[];
+  /** Force a storage kind (tests and benchmarks); the best available one when absent. */
+  readonly storage?: StorageKind;
+}
+
+export interface OpenResult {
+  readonly storage: StorageKind;
+  readonly deviceId: string;
+  /** Why data will not persist, when it will not. */
+  readonly warning?: string;
+  readonly schemaVersion: number;
+  readonly syncedTables: readonly string[];
+}
+
+export interface ExecuteResult {
+  /** Rows changed by the statement (including through triggers for DELETE/UPDATE of the target table only). */
+  readonly changes: number;
+  readonly lastInsertRowid: number | bigint;
+  /** Rows the statement returned (a SELECT or a RETURNING clause). */
+  readonly rows: Row[];
+}
+
+/** Posted on the notification port after a write commits. */
+export interface TablesChangedMessage {
+  readonly type: 'tables-changed';
+  readonly tables: readonly string[];
+}
+
+/** A transaction id from `begin`; calls that pass it run inside that transaction. */
+export type TxId = number;
+
+export interface WorkerApi {
+  open(options: OpenOptions, notifications: MessagePort): Promise<Result<OpenResult>>;
+  execute(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<ExecuteResult>>;
+  query(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<Row[]>>;
+  insert(table: string, values: Row, tx?: TxId): Promise<Result<string>>;
+  update(table: string, values: Row, where: Where, tx?: TxId): Promise<Result<number>>;
+  delete(table: string, where: Where, tx?: TxId): Promise<Result<number>>;
+  begin(): Promise<Result<TxId>>;
+  commit(tx: TxId): Promise<Result<void>>;
+  rollback(tx: TxId): Promise<Result<void>>;
+  /** The tables a query reads, as SQLite's authorizer reports them when preparing it. */
+  readTables(sql: string): Promise<Result<string[]>>;
+  close(): Promise<Result<void>>;
+}

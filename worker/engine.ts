@@ -1,0 +1,563 @@
+/**
+ * The local engine: one SQLite connection with PocketSync's system tables, the app's migrations,
+ * change capture on every synced table, and the typed operations of the client API.
+ *
+ * It is handed an open database and knows nothing of where it runs: the browser worker gives it an
+ * OPFS database, Node tests an in-memory one. Everything here is synchronous, so one call never
+ * interleaves with another; transactions spanning several calls are coordinated by the caller
+ * (worker-api.ts).
+ *
+ * Design notes:
+ * - Which tables a statement reads and writes comes from SQLite's authorizer, consulted while the
+ *   statement is prepared (trigger bodies included), never from the SQL text. Prepared statements are
+ *   cached with those sets, so the typed API pays the prepare and the authorizer once per shape.
+ * - Changed tables accumulate until the connection is back in autocommit mode; the caller takes them
+ *   with `takeChangedTables()` and notifies once per committed write.
+ * - `applyWithoutCapture` turns the triggers' ps_capturing() off for the duration of a callback, so
+ *   applying remote changes never records local ones.
+ */
+import type { Database as SqliteDb, PreparedStatement, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
+import { ErrorKind } from '../lib/protocol/error-kind.js';
+import type { ExecuteResult, Params, Row, Schema, SqlValue, Where } from '../lib/protocol/worker-api.js';
+import { EngineError, sqliteMessage } from './engine-error.js';
+import { HybridLogicalClock } from './hlc.js';
+import { isSystemName, quoteIdentifier, SYSTEM_PREFIX } from './sql.js';
+import { SYSTEM_TABLES_SQL } from './system-tables.js';
+import {
+  createTriggersSql,
+  GLOBAL_ID_COLUMN,
+  globalIdIndexName,
+  NEW_GLOBAL_ID_SQL,
+  recordChangeSql,
+  rowJsonSql,
+  type TableInfo,
+} from './triggers.js';
+
+export interface EngineOptions {
+  /** The device id to adopt when the database has none yet. */
+  readonly deviceId: string;
+  readonly schema?: Schema | undefined;
+  /** Tables to sync; all user tables when absent. */
+  readonly tables?: readonly string[] | undefined;
+  /** Wall clock for the HLC (tests). */
+  readonly time?: () => number;
+}
+
+interface CachedStatement {
+  readonly stmt: PreparedStatement;
+  readonly reads: ReadonlySet<string>;
+  readonly writes: ReadonlySet<string>;
+  /** The statement changes the schema (CREATE, DROP, ALTER). */
+  readonly ddl: boolean;
+}
+
+interface TableMeta {
+  readonly info: TableInfo;
+  readonly columns: ReadonlySet<string>;
+  readonly synced: boolean;
+}
+
+// Authorizer action codes (sqlite3.h).
+const SQLITE_CREATE_INDEX = 1;
+const SQLITE_CREATE_TABLE = 2;
+const SQLITE_CREATE_TRIGGER = 7;
+const SQLITE_CREATE_VIEW = 8;
+const SQLITE_DELETE = 9;
+const SQLITE_DROP_INDEX = 10;
+const SQLITE_DROP_TABLE = 11;
+const SQLITE_DROP_TRIGGER = 16;
+const SQLITE_DROP_VIEW = 17;
+const SQLITE_INSERT = 18;
+const SQLITE_READ = 20;
+const SQLITE_UPDATE = 23;
+const SQLITE_ALTER_TABLE = 26;
+const DDL_ACTIONS = new Set([
+  SQLITE_CREATE_INDEX, SQLITE_CREATE_TABLE, SQLITE_CREATE_TRIGGER, SQLITE_CREATE_VIEW, SQLITE_DROP_INDEX,
+  SQLITE_DROP_TABLE, SQLITE_DROP_TRIGGER, SQLITE_DROP_VIEW, SQLITE_ALTER_TABLE,
+]);
+
+const STATEMENT_CACHE_SIZE = 64;
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const randomPool = new Uint8Array(4096);
+let randomOffset = randomPool.length;
+
+/** 128 random bits as 32 hex digits, the same form as the triggers' lower(hex(randomblob(16))). */
+export function newGlobalId(): string {
+  // One getRandomValues call per 256 ids: calling it per id costs more than the insert it serves.
+  if (randomOffset === randomPool.length) {
+    crypto.getRandomValues(randomPool);
+    randomOffset = 0;
+  }
+  let id = '';
+  for (let i = randomOffset; i < randomOffset + 16; i++) id += HEX[randomPool[i] as number];
+  randomOffset += 16;
+  return id;
+}
+
+export class Engine {
+  readonly deviceId: string;
+  readonly clock: HybridLogicalClock;
+  readonly #sqlite3: Sqlite3Static;
+  readonly #db: SqliteDb;
+  readonly #statements = new Map<string, CachedStatement>();
+  readonly #changedTables = new Set<string>();
+  #tables = new Map<string, TableMeta>();
+  #capturing = true;
+  readonly #versions = new Map<string, number>();
+  /** Synced table names by their ps_version() number. */
+  #versionTables: string[] = [];
+  readonly #functionPointers: number[] = [];
+  #collector: { reads: Set<string>; writes: Set<string>; ddl: boolean } | null = null;
+  #schemaVersion = 0;
+  #closed = false;
+  readonly #only: readonly string[] | undefined;
+
+  /** Opens the engine on `db`: system tables, migrations, capture. Throws EngineError. */
+  static open(sqlite3: Sqlite3Static, db: SqliteDb, options: EngineOptions): Engine {
+    return new Engine(sqlite3, db, options);
+  }
+
+  private constructor(sqlite3: Sqlite3Static, db: SqliteDb, options: EngineOptions) {
+    this.#sqlite3 = sqlite3;
+    this.#db = db;
+    this.#only = options.tables;
+    this.#registerCaptureFunctions();
+    this.#installAuthorizer();
+
+    db.exec(SYSTEM_TABLES_SQL);
+    db.exec({ sql: 'INSERT OR IGNORE INTO __pocketsync_device_state (id, device_id) VALUES (1, ?)', bind: [options.deviceId] });
+    this.deviceId = String(db.selectValue('SELECT device_id FROM __pocketsync_device_state WHERE id = 1'));
+    this.clock = new HybridLogicalClock(this.deviceId, options.time);
+    const lastClock = db.selectValue(
+      `SELECT max(c) FROM (SELECT last_clock AS c FROM __pocketsync_device_state
+       UNION ALL SELECT max(clock) FROM __pocketsync_changes)`,
+    );
+    if (typeof lastClock === 'string') this.clock.receive(lastClock);
+    // The live per-table versions: what __pocketsync_version held when the change log was last pruned,
+    // or the newest version in the log, whichever is larger.
+    const versions = db.selectArrays(
+      `SELECT table_name, max(version) FROM (SELECT table_name, version FROM __pocketsync_version
+       UNION ALL SELECT table_name, max(version) FROM __pocketsync_changes GROUP BY table_name) GROUP BY table_name`,
+    );
+    for (const [table, version] of versions) this.#versions.set(String(table), Number(version));
+
+    this.#migrateAndInstall(options.schema);
+  }
+
+  get schemaVersion(): number {
+    return this.#schemaVersion;
+  }
+
+  get syncedTables(): string[] {
+    return [...this.#tables.values()].filter((t) => t.synced).map((t) => t.info.name);
+  }
+
+  get inTransaction(): boolean {
+    return this.#sqlite3.capi.sqlite3_get_autocommit(this.#pointer) === 0;
+  }
+
+  /** Runs one statement (or several, separated by semicolons, when `params` is absent and none returns rows). */
+  execute(sql: string, params?: Params): ExecuteResult {
+    return this.#run(sql, params);
+  }
+
+  query(sql: string, params?: Params): Row[] {
+    return this.#run(sql, params).rows;
+  }
+
+  /** Inserts a row; returns its ps_global_id (null for a table that does not sync). */
+  insert(table: string, values: Row): string | null {
+    const meta = this.#table(table);
+    const row: Row = { ...values };
+    if (meta.synced && (row[GLOBAL_ID_COLUMN] === undefined || row[GLOBAL_ID_COLUMN] === null)) {
+      row[GLOBAL_ID_COLUMN] = newGlobalId();
+    }
+    const columns = this.#checkColumns(meta, Object.keys(row), meta.synced);
+    if (columns.length === 0) {
+      this.#run(`INSERT INTO ${quoteIdentifier(table)} DEFAULT VALUES`);
+      return null;
+    }
+    const sql = `INSERT INTO ${quoteIdentifier(table)} (${columns.map(quoteIdentifier).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
+    this.#run(sql, columns.map((c) => row[c] ?? null));
+    return meta.synced ? (row[GLOBAL_ID_COLUMN] as string) : null;
+  }
+
+  update(table: string, values: Row, where: Where): number {
+    const meta = this.#table(table);
+    const columns = this.#checkColumns(meta, Object.keys(values), false);
+    if (columns.length === 0) throw new EngineError(ErrorKind.Invalid, 'update needs at least one column to set');
+    const [condition, whereParams] = this.#where(meta, where);
+    const sql = `UPDATE ${quoteIdentifier(table)} SET ${columns.map((c) => `${quoteIdentifier(c)} = ?`).join(', ')} WHERE ${condition}`;
+    return this.#run(sql, [...columns.map((c) => values[c] ?? null), ...whereParams]).changes;
+  }
+
+  delete(table: string, where: Where): number {
+    const meta = this.#table(table);
+    const [condition, whereParams] = this.#where(meta, where);
+    return this.#run(`DELETE FROM ${quoteIdentifier(table)} WHERE ${condition}`, whereParams).changes;
+  }
+
+  begin(): void {
+    this.#run('BEGIN IMMEDIATE');
+  }
+
+  commit(): void {
+    this.#run('COMMIT');
+  }
+
+  rollback(): void {
+    if (this.inTransaction) this.#db.exec('ROLLBACK');
+    this.#changedTables.clear();
+  }
+
+  /** Runs `fn` with change capture off: what it writes is not recorded as local changes. */
+  applyWithoutCapture<T>(fn: () => T): T {
+    const previous = this.#capturing;
+    this.#capturing = false;
+    try {
+      return fn();
+    } finally {
+      this.#capturing = previous;
+    }
+  }
+
+  /**
+   * ps_tick() and ps_version(i), called by the triggers once per captured row. They are registered
+   * as raw WebAssembly callbacks taking and returning integers: the convenience wrapper's argument
+   * and string conversions cost more than the rest of the capture.
+   */
+  #registerCaptureFunctions(): void {
+    const { capi, wasm } = this.#sqlite3;
+    const tick = wasm.installFunction('v(pip)', (ctx: number) => {
+      if (this.#capturing) capi.sqlite3_result_int64(ctx, BigInt(this.clock.tick()));
+      else capi.sqlite3_result_null(ctx);
+    });
+    const version = wasm.installFunction('v(pip)', (ctx: number, _argc: number, argv: number) => {
+      const table = this.#versionTables[capi.sqlite3_value_int(wasm.peekPtr(argv) as number) as number] ?? '';
+      const next = (this.#versions.get(table) ?? 0) + 1;
+      this.#versions.set(table, next);
+      capi.sqlite3_result_int64(ctx, BigInt(next));
+    });
+    this.#functionPointers.push(tick, version);
+    capi.sqlite3_create_function_v2(this.#pointer, 'ps_tick', 0, capi.SQLITE_UTF8, 0, tick, 0, 0, 0);
+    capi.sqlite3_create_function_v2(this.#pointer, 'ps_version', 1, capi.SQLITE_UTF8, 0, version, 0, 0, 0);
+  }
+
+  /** The tables a statement reads, as SQLite's authorizer reports them while preparing it. */
+  readTables(sql: string): string[] {
+    const cached = this.#prepare(sql);
+    return [...cached.reads];
+  }
+
+  /**
+   * The tables written since the last call, once the connection is back in autocommit mode (so a
+   * transaction reports at commit); empty inside a transaction.
+   */
+  takeChangedTables(): string[] {
+    if (this.inTransaction || this.#changedTables.size === 0) return [];
+    const tables = [...this.#changedTables];
+    this.#changedTables.clear();
+    return tables;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const { stmt } of this.#statements.values()) stmt.finalize();
+    this.#statements.clear();
+    this.#sqlite3.capi.sqlite3_set_authorizer(this.#pointer, 0 as never, 0);
+    this.#db.close();
+    for (const pointer of this.#functionPointers) this.#sqlite3.wasm.uninstallFunction(pointer);
+  }
+
+  // ---- statements ----
+
+  get #pointer(): number {
+    const pointer = this.#db.pointer;
+    if (pointer === undefined) throw new EngineError(ErrorKind.Closed, 'the database is closed');
+    return pointer as number;
+  }
+
+  #installAuthorizer(): void {
+    const capi = this.#sqlite3.capi;
+    capi.sqlite3_set_authorizer(
+      this.#pointer,
+      (_arg, action, arg1, arg2) => {
+        const collector = this.#collector;
+        if (collector === null) return 0;
+        if (action === SQLITE_READ && arg1) collector.reads.add(arg1);
+        else if ((action === SQLITE_INSERT || action === SQLITE_UPDATE || action === SQLITE_DELETE) && arg1) {
+          collector.writes.add(arg1);
+        } else if (DDL_ACTIONS.has(action)) {
+          collector.ddl = true;
+          // For ALTER TABLE the table is the second argument; for the others, the first or second.
+          const table = action === SQLITE_ALTER_TABLE ? arg2 : action === SQLITE_CREATE_TABLE || action === SQLITE_DROP_TABLE ? arg1 : arg2;
+          if (table && !table.startsWith('sqlite_')) collector.writes.add(table);
+        }
+        return 0;
+      },
+      0,
+    );
+  }
+
+  #prepare(sql: string): CachedStatement {
+    const cached = this.#statements.get(sql);
+    if (cached) {
+      // Move to the most-recently-used end.
+      this.#statements.delete(sql);
+      this.#statements.set(sql, cached);
+      return cached;
+    }
+    const collector = { reads: new Set<string>(), writes: new Set<string>(), ddl: false };
+    this.#collector = collector;
+    let stmt: PreparedStatement;
+    try {
+      stmt = this.#db.prepare(sql);
+    } catch (error) {
+      throw new EngineError(ErrorKind.Database, sqliteMessage(error));
+    } finally {
+      this.#collector = null;
+    }
+    const entry: CachedStatement = { stmt, reads: collector.reads, writes: collector.writes, ddl: collector.ddl };
+    // DDL statements are not worth keeping: the schema they change invalidates them anyway.
+    if (!entry.ddl) {
+      this.#statements.set(sql, entry);
+      if (this.#statements.size > STATEMENT_CACHE_SIZE) {
+        const oldest = this.#statements.keys().next().value as string;
+        this.#statements.get(oldest)?.stmt.finalize();
+        this.#statements.delete(oldest);
+      }
+    }
+    return entry;
+  }
+
+  #run(sql: string, params?: Params): ExecuteResult {
+    if (this.#closed) throw new EngineError(ErrorKind.Closed, 'the database is closed');
+    if (params === undefined && hasSeveralStatements(sql)) return this.#runScript(sql);
+    const entry = this.#prepare(sql);
+    const { stmt } = entry;
+    const capi = this.#sqlite3.capi;
+    const before = capi.sqlite3_total_changes(this.#pointer);
+    const rows: Row[] = [];
+    try {
+      if (params !== undefined && (!Array.isArray(params) || params.length > 0)) stmt.bind(params as never);
+      while (stmt.step()) rows.push(stmt.get({}) as Row);
+    } catch (error) {
+      throw new EngineError(ErrorKind.Database, sqliteMessage(error));
+    } finally {
+      stmt.reset(true);
+      if (entry.ddl) stmt.finalize();
+    }
+    const changed = capi.sqlite3_total_changes(this.#pointer) !== before;
+    if (changed || entry.ddl) for (const table of entry.writes) this.#changedTables.add(table);
+    if (entry.ddl) this.#afterSchemaChange();
+    return {
+      rows,
+      changes: changed ? capi.sqlite3_changes(this.#pointer) : 0,
+      lastInsertRowid: Number(capi.sqlite3_last_insert_rowid(this.#pointer)),
+    };
+  }
+
+  /** Several statements without parameters (a script): run them one by one through #run. */
+  #runScript(sql: string): ExecuteResult {
+    let last: ExecuteResult = { rows: [], changes: 0, lastInsertRowid: 0 };
+    for (const statement of splitStatements(this.#sqlite3, sql)) last = this.#run(statement, []);
+    return last;
+  }
+
+  // ---- schema, migrations, capture ----
+
+  #migrateAndInstall(schema: Schema | undefined): void {
+    const db = this.#db;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const current = Number(db.selectValue('PRAGMA user_version') ?? 0);
+      this.#schemaVersion = current;
+      if (schema) {
+        const pending = pendingMigrations(schema, current);
+        if (pending.length > 0) {
+          // Triggers would block DROP COLUMN and capture the migration's own data fixes; they are
+          // re-created below, and rows a migration inserted get their ps_global_id and sync then.
+          this.#dropAllTriggers();
+          for (const step of pending) {
+            for (const sql of step.sql) {
+              try {
+                db.exec(sql);
+              } catch (error) {
+                throw new EngineError(ErrorKind.Schema, `migration to version ${step.version} failed: ${sqliteMessage(error)}`);
+              }
+            }
+          }
+          db.exec(`PRAGMA user_version = ${schema.version}`);
+          this.#schemaVersion = schema.version;
+        }
+      }
+      this.#installCapture(this.#only);
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      if (error instanceof EngineError) throw error;
+      throw new EngineError(ErrorKind.Schema, sqliteMessage(error));
+    }
+  }
+
+  #dropAllTriggers(): void {
+    const triggers = this.#db.selectValues(
+      "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+      [SYSTEM_PREFIX.length, SYSTEM_PREFIX],
+    );
+    for (const name of triggers) this.#db.exec(`DROP TRIGGER IF EXISTS ${quoteIdentifier(String(name))}`);
+  }
+
+  /** (Re)installs ps_global_id and the triggers on every synced table; refreshes table metadata. */
+  #installCapture(only: readonly string[] | undefined): void {
+    const db = this.#db;
+    const userTables = db
+      .selectValues("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")
+      .map(String)
+      .filter((name) => !isSystemName(name));
+    if (only) {
+      const missing = only.filter((name) => !userTables.includes(name));
+      if (missing.length > 0) throw new EngineError(ErrorKind.Schema, `tables to sync do not exist: ${missing.join(', ')}`);
+    }
+    const synced = new Set(only ?? userTables);
+    this.#dropAllTriggers();
+    const tables = new Map<string, TableMeta>();
+    const versionTables: string[] = [];
+    for (const name of userTables) {
+      const isSynced = synced.has(name);
+      if (isSynced) {
+        this.#ensureGlobalId(name);
+        versionTables.push(name);
+      }
+      const info = this.#tableInfo(name, versionTables.length - 1);
+      if (isSynced) {
+        this.#versionTables = versionTables;
+        this.#backfill(info);
+        db.exec(createTriggersSql(info, this.deviceId));
+      }
+      tables.set(name, { info, columns: new Set(info.columns), synced: isSynced });
+    }
+    this.#tables = tables;
+    this.#versionTables = versionTables;
+  }
+
+  #tableInfo(name: string, index: number): TableInfo {
+    const columns = this.#db.selectObjects('SELECT name, pk, hidden FROM pragma_table_xinfo(?)', [name]);
+    const withoutRowid = Boolean(
+      this.#db.selectValue("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", [name]),
+    );
+    const keyColumns = columns
+      .filter((c) => Number(c.pk) > 0)
+      .sort((a, b) => Number(a.pk) - Number(b.pk))
+      .map((c) => String(c.name));
+    return {
+      name,
+      index,
+      // hidden: 0 = ordinary, 1 = virtual-table hidden, 2/3 = generated (derived, never synced).
+      columns: columns.filter((c) => Number(c.hidden) === 0 && c.name !== GLOBAL_ID_COLUMN).map((c) => String(c.name)),
+      withoutRowidKey: withoutRowid ? keyColumns : null,
+    };
+  }
+
+  #ensureGlobalId(table: string): void {
+    const db = this.#db;
+    const has = db.selectValue('SELECT 1 FROM pragma_table_xinfo(?) WHERE name = ?', [table, GLOBAL_ID_COLUMN]);
+    if (!has) db.exec(`ALTER TABLE ${quoteIdentifier(table)} ADD COLUMN ${GLOBAL_ID_COLUMN} TEXT`);
+    db.exec(
+      `CREATE UNIQUE INDEX IF NOT EXISTS ${quoteIdentifier(globalIdIndexName(table))} ON ${quoteIdentifier(table)} (${GLOBAL_ID_COLUMN})`,
+    );
+  }
+
+  /** Rows without a ps_global_id (pre-existing, or inserted while triggers were off) get one and are recorded once as inserts. */
+  #backfill(info: TableInfo): void {
+    const db = this.#db;
+    const t = quoteIdentifier(info.name);
+    const ids = db.selectValues(
+      `UPDATE ${t} SET ${GLOBAL_ID_COLUMN} = ${NEW_GLOBAL_ID_SQL} WHERE ${GLOBAL_ID_COLUMN} IS NULL RETURNING ${GLOBAL_ID_COLUMN}`,
+    );
+    if (ids.length === 0) return;
+    const record = db.prepare(
+      recordChangeSql(info, this.deviceId, GLOBAL_ID_COLUMN, 'insert', `json_object('row', ${rowJsonSql(info.columns, '')})`, `, ${t}`) +
+        ` AND ${GLOBAL_ID_COLUMN} = ?`,
+    );
+    try {
+      for (const gid of ids) record.bind([gid as string]).stepReset();
+    } finally {
+      record.finalize();
+    }
+    this.#changedTables.add(info.name).add('__pocketsync_changes');
+  }
+
+  #afterSchemaChange(): void {
+    // A table created or altered outside a migration: capture it from now on (tables option permitting).
+    this.#installCapture(this.#only);
+  }
+
+  // ---- typed-API helpers ----
+
+  #table(name: string): TableMeta {
+    const meta = this.#tables.get(name);
+    if (!meta) throw new EngineError(ErrorKind.Invalid, `no such table: ${name}`);
+    return meta;
+  }
+
+  #checkColumns(meta: TableMeta, columns: string[], allowGlobalId: boolean): string[] {
+    for (const column of columns) {
+      if (!meta.columns.has(column) && !(allowGlobalId && column === GLOBAL_ID_COLUMN)) {
+        throw new EngineError(ErrorKind.Invalid, `table ${meta.info.name} has no column named ${column}`);
+      }
+    }
+    return columns;
+  }
+
+  #where(meta: TableMeta, where: Where): [string, SqlValue[]] {
+    if ('sql' in where && typeof where.sql === 'string') {
+      const params = (where as { params?: unknown }).params ?? [];
+      if (!Array.isArray(params)) throw new EngineError(ErrorKind.Invalid, 'where.params must be an array');
+      return [`(${where.sql})`, params as SqlValue[]];
+    }
+    const entries = Object.entries(where as Record<string, SqlValue>);
+    if (entries.length === 0) throw new EngineError(ErrorKind.Invalid, 'where needs at least one column (use { sql: "1" } to match every row)');
+    const columns = this.#checkColumns(meta, entries.map(([c]) => c), true);
+    return [columns.map((c) => `${quoteIdentifier(c)} IS ?`).join(' AND '), entries.map(([, v]) => v)];
+  }
+}
+
+function pendingMigrations(schema: Schema, current: number): Schema['migrations'] {
+  if (!Number.isInteger(schema.version) || schema.version < 0) {
+    throw new EngineError(ErrorKind.Schema, `schema.version must be a non-negative integer, got ${String(schema.version)}`);
+  }
+  if (current > schema.version) {
+    throw new EngineError(ErrorKind.Schema, `the database is at schema version ${current}, newer than the app's ${schema.version}`);
+  }
+  let previous = 0;
+  for (const step of schema.migrations) {
+    if (!Number.isInteger(step.version) || step.version <= previous || step.version > schema.version) {
+      throw new EngineError(ErrorKind.Schema, `migration versions must increase from 1 up to schema.version; got ${String(step.version)} after ${previous}`);
+    }
+    previous = step.version;
+  }
+  return schema.migrations.filter((step) => step.version > current);
+}
+
+function hasSeveralStatements(sql: string): boolean {
+  // A cheap pre-check; the real split is SQLite's own (sqlite3_complete / prepare tail).
+  return sql.includes(';') && sql.trim().replace(/;+\s*$/, '').includes(';');
+}
+
+/** Splits a script into statements with SQLite's own parser (the prepare tail), not a regex. */
+function splitStatements(sqlite3: Sqlite3Static, sql: string): string[] {
+  const statements: string[] = [];
+  let current = '';
+  for (const piece of sql.split(';')) {
+    current += piece + ';';
+    if (sqlite3.capi.sqlite3_complete(current)) {
+      if (current.trim() !== ';') statements.push(current);
+      current = '';
+    }
+  }
+  if (current.replace(/;$/, '').trim() !== '') statements.push(current.replace(/;$/, ''));
+  return statements;
+}

@@ -1,0 +1,81 @@
+/**
+ * Hybrid logical clock: wall time in milliseconds, a counter for events within one millisecond, and
+ * the device id that breaks ties. Its string form sorts in clock order:
+ *
+ *   000001763760000000-0000-<deviceId>
+ *   └ wall ms, 18 digits ┘ └ counter, 0..1023 ┘
+ *
+ * `now()` stamps a local event; `receive()` advances the clock past a remote stamp, so that every
+ * later local stamp sorts after every stamp this device has seen. `tick()` is `now()` without the
+ * string: wall × 1024 + counter, exact in a double until the year 2248; the capture triggers take
+ * that number and format it in SQL, which is cheaper than passing a string out of JavaScript.
+ */
+const WALL_DIGITS = 18;
+const COUNTER_DIGITS = 4;
+export const COUNTER_SPAN = 1024;
+
+export interface ClockStamp {
+  readonly wall: number;
+  readonly counter: number;
+  readonly deviceId: string;
+}
+
+export function formatClock({ wall, counter, deviceId }: ClockStamp): string {
+  return `${String(wall).padStart(WALL_DIGITS, '0')}-${String(counter).padStart(COUNTER_DIGITS, '0')}-${deviceId}`;
+}
+
+/** The SQL expression that formats a packed tick held in `expr` exactly as `formatClock` does. */
+export function formatClockSql(expr: string, deviceIdLiteral: string): string {
+  return `printf('%0${WALL_DIGITS}d-%0${COUNTER_DIGITS}d-%s', ${expr} / ${COUNTER_SPAN}, ${expr} % ${COUNTER_SPAN}, ${deviceIdLiteral})`;
+}
+
+const CLOCK_PATTERN = new RegExp(`^(\\d{${WALL_DIGITS}})-(\\d{${COUNTER_DIGITS}})-(.+)$`);
+
+export function parseClock(clock: string): ClockStamp {
+  const match = CLOCK_PATTERN.exec(clock);
+  if (!match) throw new Error(`not a clock: ${clock}`);
+  return { wall: Number(match[1]), counter: Number(match[2]), deviceId: match[3] ?? '' };
+}
+
+export class HybridLogicalClock {
+  #wall = 0;
+  #counter = 0;
+  readonly deviceId: string;
+  readonly #time: () => number;
+
+  constructor(deviceId: string, time: () => number = Date.now) {
+    this.deviceId = deviceId;
+    this.#time = time;
+  }
+
+  /** A stamp for a local event, greater than every stamp issued or received before. */
+  now(): string {
+    this.tick();
+    return formatClock({ wall: this.#wall, counter: this.#counter, deviceId: this.deviceId });
+  }
+
+  /** Advances like `now()` and returns the stamp packed as wall × 1024 + counter. */
+  tick(): number {
+    const physical = this.#time();
+    if (physical > this.#wall) {
+      this.#wall = physical;
+      this.#counter = 0;
+    } else if (this.#counter < COUNTER_SPAN - 1) {
+      this.#counter++;
+    } else {
+      // More events in one millisecond than the counter holds: borrow the next millisecond.
+      this.#wall++;
+      this.#counter = 0;
+    }
+    return this.#wall * COUNTER_SPAN + this.#counter;
+  }
+
+  /** Advance past a stamp seen elsewhere (a remote change, or the newest stamp stored locally). */
+  receive(clock: string): void {
+    const { wall, counter } = parseClock(clock);
+    if (wall > this.#wall || (wall === this.#wall && counter > this.#counter)) {
+      this.#wall = wall;
+      this.#counter = counter;
+    }
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * PocketSync's own tables, created idempotently on every open. Names follow the original PocketSync.
+ *
+ * - __pocketsync_changes: the local change log. One row per captured insert/update/delete, in
+ *   capture order (`id`), with a globally unique `change_id`, the row's `ps_global_id`, the payload
+ *   (JSON: `{ row, changed }` for insert/update, `{ old }` for delete), the HLC stamp, the table's
+ *   version after the change, and whether the server has acknowledged it.
+ * - __pocketsync_version: one counter per synced table, bumped by every captured change.
+ * - __pocketsync_device_state: a single row: this database's device id, the server cursor, the last
+ *   sync time and the newest clock this device has issued or seen.
+ * - __pocketsync_processed_changes: ids of remote changes already applied, so none applies twice.
+ */
+export const SYSTEM_TABLES_SQL = `
+CREATE TABLE IF NOT EXISTS __pocketsync_changes (
+  id INTEGER PRIMARY KEY,
+  change_id TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  ps_global_id TEXT NOT NULL,
+  operation TEXT NOT NULL CHECK (operation IN ('insert', 'update', 'delete')),
+  payload TEXT NOT NULL,
+  clock TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  synced INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS __pocketsync_version (
+  table_name TEXT PRIMARY KEY,
+  version INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS __pocketsync_device_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  device_id TEXT NOT NULL,
+  server_cursor INTEGER NOT NULL DEFAULT 0,
+  last_sync_at INTEGER,
+  last_clock TEXT
+);
+CREATE TABLE IF NOT EXISTS __pocketsync_processed_changes (
+  change_id TEXT PRIMARY KEY,
+  processed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
