@@ -15,4 +15,9 @@ export default tseslint.config(
         { selector: "CallExpression[callee.property.name='only']", message: 'No focused tests.' }],
     },
   },
+  {
+    // expect.objectContaining() and friends are typed `any` by design.
+    files: ['test/**', 'e2e/**'],
+    rules: { '@typescript-eslint/no-unsafe-assignment': 'off' },
+  },
 );

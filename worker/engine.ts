@@ -127,7 +127,7 @@ export class Engine {
 
     db.exec(SYSTEM_TABLES_SQL);
     db.exec({ sql: 'INSERT OR IGNORE INTO __pocketsync_device_state (id, device_id) VALUES (1, ?)', bind: [options.deviceId] });
-    this.deviceId = String(db.selectValue('SELECT device_id FROM __pocketsync_device_state WHERE id = 1'));
+    this.deviceId = text(db.selectValue('SELECT device_id FROM __pocketsync_device_state WHERE id = 1'));
     this.clock = new HybridLogicalClock(this.deviceId, options.time);
     const lastClock = db.selectValue(
       `SELECT max(c) FROM (SELECT last_clock AS c FROM __pocketsync_device_state
@@ -140,7 +140,7 @@ export class Engine {
       `SELECT table_name, max(version) FROM (SELECT table_name, version FROM __pocketsync_version
        UNION ALL SELECT table_name, max(version) FROM __pocketsync_changes GROUP BY table_name) GROUP BY table_name`,
     );
-    for (const [table, version] of versions) this.#versions.set(String(table), Number(version));
+    for (const [table, version] of versions) this.#versions.set(text(table), Number(version));
 
     this.#migrateAndInstall(options.schema);
   }
@@ -234,7 +234,7 @@ export class Engine {
       else capi.sqlite3_result_null(ctx);
     });
     const version = wasm.installFunction('v(pip)', (ctx: number, _argc: number, argv: number) => {
-      const table = this.#versionTables[capi.sqlite3_value_int(wasm.peekPtr(argv) as number) as number] ?? '';
+      const table = this.#versionTables[capi.sqlite3_value_int(wasm.peekPtr(argv)) as number] ?? '';
       const next = (this.#versions.get(table) ?? 0) + 1;
       this.#versions.set(table, next);
       capi.sqlite3_result_int64(ctx, BigInt(next));
@@ -276,7 +276,7 @@ export class Engine {
   get #pointer(): number {
     const pointer = this.#db.pointer;
     if (pointer === undefined) throw new EngineError(ErrorKind.Closed, 'the database is closed');
-    return pointer as number;
+    return pointer;
   }
 
   #installAuthorizer(): void {
@@ -346,7 +346,9 @@ export class Engine {
     } catch (error) {
       throw new EngineError(ErrorKind.Database, sqliteMessage(error));
     } finally {
-      stmt.reset(true);
+      // The raw reset: oo1's reset() re-throws the step's error, hiding the one raised above.
+      capi.sqlite3_reset(stmt.pointer as number);
+      capi.sqlite3_clear_bindings(stmt.pointer as number);
       if (entry.ddl) stmt.finalize();
     }
     const changed = capi.sqlite3_total_changes(this.#pointer) !== before;
@@ -407,7 +409,7 @@ export class Engine {
       "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
       [SYSTEM_PREFIX.length, SYSTEM_PREFIX],
     );
-    for (const name of triggers) this.#db.exec(`DROP TRIGGER IF EXISTS ${quoteIdentifier(String(name))}`);
+    for (const name of triggers) this.#db.exec(`DROP TRIGGER IF EXISTS ${quoteIdentifier(text(name))}`);
   }
 
   /** (Re)installs ps_global_id and the triggers on every synced table; refreshes table metadata. */
@@ -415,7 +417,7 @@ export class Engine {
     const db = this.#db;
     const userTables = db
       .selectValues("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")
-      .map(String)
+      .map(text)
       .filter((name) => !isSystemName(name));
     if (only) {
       const missing = only.filter((name) => !userTables.includes(name));
@@ -451,12 +453,12 @@ export class Engine {
     const keyColumns = columns
       .filter((c) => Number(c.pk) > 0)
       .sort((a, b) => Number(a.pk) - Number(b.pk))
-      .map((c) => String(c.name));
+      .map((c) => text(c.name));
     return {
       name,
       index,
       // hidden: 0 = ordinary, 1 = virtual-table hidden, 2/3 = generated (derived, never synced).
-      columns: columns.filter((c) => Number(c.hidden) === 0 && c.name !== GLOBAL_ID_COLUMN).map((c) => String(c.name)),
+      columns: columns.filter((c) => Number(c.hidden) === 0 && c.name !== GLOBAL_ID_COLUMN).map((c) => text(c.name)),
       withoutRowidKey: withoutRowid ? keyColumns : null,
     };
   }
@@ -483,7 +485,7 @@ export class Engine {
         ` AND ${GLOBAL_ID_COLUMN} = ?`,
     );
     try {
-      for (const gid of ids) record.bind([gid as string]).stepReset();
+      for (const gid of ids) record.bind([gid]).stepReset();
     } finally {
       record.finalize();
     }
@@ -523,6 +525,12 @@ export class Engine {
     const columns = this.#checkColumns(meta, entries.map(([c]) => c), true);
     return [columns.map((c) => `${quoteIdentifier(c)} IS ?`).join(' AND '), entries.map(([, v]) => v)];
   }
+}
+
+/** A TEXT value read back from SQLite's own catalog. */
+function text(value: unknown): string {
+  if (typeof value !== 'string') throw new EngineError(ErrorKind.Internal, `expected text from SQLite, got ${typeof value}`);
+  return value;
 }
 
 function pendingMigrations(schema: Schema, current: number): Schema['migrations'] {

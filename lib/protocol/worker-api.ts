@@ -16,7 +16,7 @@ export type Row = Record<string, SqlValue>;
 export type Params = readonly SqlValue[] | Readonly<Record<string, SqlValue>>;
 
 /** Rows to update or delete: column equality (`{ id: 3 }`, null meaning IS NULL), or a SQL condition. */
-export type Where = Readonly<Record<string, SqlValue>> | { readonly sql: string; readonly params?: Params };
+export type Where = Readonly<Record<string, SqlValue>> | { readonly sql: string; readonly params?: readonly SqlValue[] };
 
 export type StorageKind = 'opfs-sahpool' | 'opfs' | 'memory';
 
@@ -72,7 +72,8 @@ export interface WorkerApi {
   open(options: OpenOptions, notifications: MessagePort): Promise<Result<OpenResult>>;
   execute(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<ExecuteResult>>;
   query(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<Row[]>>;
-  insert(table: string, values: Row, tx?: TxId): Promise<Result<string>>;
+  /** Resolves to the new row's ps_global_id, or null for a table that does not sync. */
+  insert(table: string, values: Row, tx?: TxId): Promise<Result<string | null>>;
   update(table: string, values: Row, where: Where, tx?: TxId): Promise<Result<number>>;
   delete(table: string, where: Where, tx?: TxId): Promise<Result<number>>;
   begin(): Promise<Result<TxId>>;

@@ -1,0 +1,65 @@
+/**
+ * Opening the database file: opfs-sahpool first (no COOP/COEP headers needed), then the opfs VFS
+ * where the page is cross-origin isolated, then memory where OPFS is missing (private browsing,
+ * Node). Memory is reported with a warning: its data is gone at reload.
+ *
+ * A database that is already open elsewhere (a second tab of the same profile) is not a reason to
+ * fall back to memory, which would silently lose that tab's writes: it fails with kind 'storage'.
+ * The pool is installed with preserveOnInitFailure, so a failed open never deletes the pool.
+ */
+import type { Database, SAHPoolUtil, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
+import { ErrorKind } from '../lib/protocol/error-kind.js';
+import type { StorageKind } from '../lib/protocol/worker-api.js';
+import { EngineError } from './engine-error.js';
+
+export interface OpenedStorage {
+  readonly db: Database;
+  readonly storage: StorageKind;
+  readonly warning?: string;
+}
+
+const POOL_NAME = 'pocketsync';
+const MEMORY_WARNING = 'OPFS is not available here (private browsing or an old browser): data is kept in memory and lost when the page closes.';
+
+let pool: Promise<SAHPoolUtil> | null = null;
+
+function opfsAvailable(): boolean {
+  return typeof navigator !== 'undefined' && typeof navigator.storage?.getDirectory === 'function';
+}
+
+function installPool(sqlite3: Sqlite3Static): Promise<SAHPoolUtil> {
+  pool ??= sqlite3.installOpfsSAHPoolVfs({ name: POOL_NAME, preserveOnInitFailure: true }).catch((error: unknown) => {
+    pool = null;
+    throw error;
+  });
+  return pool;
+}
+
+export async function openStorage(sqlite3: Sqlite3Static, dbName: string, preferred?: StorageKind): Promise<OpenedStorage> {
+  const path = dbName.startsWith('/') ? dbName : `/${dbName}`;
+  if (preferred === 'memory' || (!opfsAvailable() && preferred === undefined)) {
+    return { db: new sqlite3.oo1.DB(':memory:'), storage: 'memory', ...(preferred ? {} : { warning: MEMORY_WARNING }) };
+  }
+  if (preferred === undefined || preferred === 'opfs-sahpool') {
+    try {
+      const util = await installPool(sqlite3);
+      return { db: new util.OpfsSAHPoolDb(path), storage: 'opfs-sahpool' };
+    } catch (error) {
+      const name = error instanceof Error ? error.name : '';
+      if (name === 'NoModificationAllowedError' || /NoModificationAllowed|Access Handles cannot be created/.test(String(error))) {
+        throw new EngineError(ErrorKind.Storage, `the database is open in another tab or worker of this browser profile (${String(error)})`);
+      }
+      if (preferred === 'opfs-sahpool') throw new EngineError(ErrorKind.Storage, `opfs-sahpool is not available: ${String(error)}`);
+    }
+  }
+  if ('OpfsDb' in sqlite3.oo1 && (preferred === undefined || preferred === 'opfs')) {
+    try {
+      return { db: new sqlite3.oo1.OpfsDb(path), storage: 'opfs' };
+    } catch (error) {
+      if (preferred === 'opfs') throw new EngineError(ErrorKind.Storage, `opfs is not available: ${String(error)}`);
+    }
+  } else if (preferred === 'opfs') {
+    throw new EngineError(ErrorKind.Storage, 'the opfs VFS needs a cross-origin isolated page (COOP/COEP headers)');
+  }
+  return { db: new sqlite3.oo1.DB(':memory:'), storage: 'memory', warning: MEMORY_WARNING };
+}

@@ -1,0 +1,152 @@
+/**
+ * The worker side of the WorkerApi contract (lib/protocol/worker-api.ts): it opens the storage and
+ * the engine, runs each call against it, and turns every outcome into a Result.
+ *
+ * Concurrency: the engine is synchronous, so calls never interleave within themselves; what needs
+ * care is a transaction spanning several calls. While one is open, calls that do not carry its id
+ * wait (in arrival order) until it commits or rolls back, so nothing from outside reads its
+ * uncommitted rows or writes into it. Change notifications are posted on the port handed to `open`
+ * once the connection is back in autocommit mode, so a transaction notifies once, at commit.
+ */
+import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
+import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
+import type { OpenOptions, OpenResult, Row, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
+import { rememberDeviceId, rememberedDeviceId } from './device-id.js';
+import { Engine } from './engine.js';
+import { EngineError, toErrorData } from './engine-error.js';
+import { openStorage } from './storage.js';
+
+let sqlite3: Promise<Sqlite3Static> | null = null;
+
+function loadSqlite(): Promise<Sqlite3Static> {
+  sqlite3 ??= init();
+  return sqlite3;
+}
+
+export function createWorkerApi(): WorkerApi {
+  let engine: Engine | null = null;
+  let port: MessagePort | null = null;
+  let activeTx: TxId | null = null;
+  let nextTx = 1;
+  let waiting: Array<() => void> = [];
+
+  function current(): Engine {
+    if (engine === null) throw new EngineError(ErrorKind.Closed, 'the database is not open');
+    return engine;
+  }
+
+  function notify(): void {
+    if (engine === null || port === null) return;
+    const tables = engine.takeChangedTables();
+    if (tables.length > 0) port.postMessage({ type: 'tables-changed', tables } satisfies TablesChangedMessage);
+  }
+
+  /** Waits until no transaction other than `tx` is open. */
+  async function turn(tx: TxId | undefined): Promise<void> {
+    if (tx !== undefined) {
+      if (tx !== activeTx) throw new EngineError(ErrorKind.Closed, 'the transaction has already ended');
+      return;
+    }
+    while (activeTx !== null) await new Promise<void>((resolve) => waiting.push(resolve));
+  }
+
+  function endTransaction(): void {
+    activeTx = null;
+    const resume = waiting;
+    waiting = [];
+    for (const resolve of resume) resolve();
+  }
+
+  async function run<T>(tx: TxId | undefined, fn: (engine: Engine) => T): Promise<Result<T>> {
+    try {
+      await turn(tx);
+      const value = fn(current());
+      notify();
+      return { ok: true, value };
+    } catch (error) {
+      notify();
+      return { ok: false, error: toErrorData(error) };
+    }
+  }
+
+  return {
+    async open(options: OpenOptions, notifications: MessagePort): Promise<Result<OpenResult>> {
+      try {
+        if (engine !== null) throw new EngineError(ErrorKind.Invalid, 'the database is already open');
+        if (typeof options.dbName !== 'string' || options.dbName.length === 0) {
+          throw new EngineError(ErrorKind.Invalid, 'dbName must be a non-empty string');
+        }
+        const module = await loadSqlite();
+        const opened = await openStorage(module, options.dbName, options.storage);
+        try {
+          engine = Engine.open(module, opened.db, {
+            deviceId: await rememberedDeviceId(options.dbName),
+            schema: options.schema,
+            tables: options.tables,
+          });
+        } catch (error) {
+          opened.db.close();
+          throw error;
+        }
+        await rememberDeviceId(options.dbName, engine.deviceId);
+        port = notifications;
+        notify();
+        return {
+          ok: true,
+          value: {
+            storage: opened.storage,
+            deviceId: engine.deviceId,
+            schemaVersion: engine.schemaVersion,
+            syncedTables: engine.syncedTables,
+            ...(opened.warning ? { warning: opened.warning } : {}),
+          },
+        };
+      } catch (error) {
+        return { ok: false, error: toErrorData(error) };
+      }
+    },
+    execute: (sql, params, tx) => run(tx, (e) => e.execute(sql, params)),
+    query: (sql, params, tx) => run<Row[]>(tx, (e) => e.query(sql, params)),
+    insert: (table, values, tx) => run(tx, (e) => e.insert(table, values)),
+    update: (table, values, where, tx) => run(tx, (e) => e.update(table, values, where)),
+    delete: (table, where, tx) => run(tx, (e) => e.delete(table, where)),
+    readTables: (sql) => run(undefined, (e) => e.readTables(sql)),
+    async begin() {
+      return run(undefined, (e) => {
+        e.begin();
+        activeTx = nextTx++;
+        return activeTx;
+      });
+    },
+    async commit(tx) {
+      const result = await run(tx, (e) => {
+        try {
+          e.commit();
+        } catch (error) {
+          e.rollback();
+          throw error;
+        }
+      });
+      if (activeTx === tx) endTransaction();
+      notify();
+      return result;
+    },
+    async rollback(tx) {
+      const result = await run(tx, (e) => e.rollback());
+      if (activeTx === tx) endTransaction();
+      return result;
+    },
+    async close() {
+      try {
+        await turn(undefined);
+        engine?.close();
+        engine = null;
+        port?.close();
+        port = null;
+        return { ok: true, value: undefined };
+      } catch (error) {
+        return { ok: false, error: toErrorData(error) };
+      }
+    },
+  };
+}
