@@ -1,0 +1,89 @@
+/**
+ * The PocketSync demo: a todo list on the local engine, using only the package's public API.
+ * Every list on screen is a watch, so it updates from any write, wherever it came from.
+ */
+import { PocketSync, isPocketSyncError, type Row } from 'pocketsync';
+
+interface Todo extends Row {
+  ps_global_id: string;
+  title: string;
+  done: number;
+}
+
+const schema = {
+  version: 1,
+  migrations: [
+    {
+      version: 1,
+      sql: ['CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL)'],
+    },
+  ],
+};
+
+const storageStatus = document.querySelector<HTMLElement>('#storage')!;
+const problem = document.querySelector<HTMLElement>('#problem')!;
+const form = document.querySelector<HTMLFormElement>('#add-form')!;
+const input = document.querySelector<HTMLInputElement>('#new-todo')!;
+const list = document.querySelector<HTMLUListElement>('#todo-list')!;
+
+function showProblem(message: string): void {
+  problem.textContent = message;
+  problem.hidden = false;
+}
+
+function render(todos: Todo[], pocketSync: PocketSync): void {
+  list.replaceChildren(
+    ...todos.map((todo) => {
+      const item = document.createElement('li');
+      item.classList.toggle('done', todo.done === 1);
+      const id = `todo-${todo.ps_global_id}`;
+      const checkbox = Object.assign(document.createElement('input'), { type: 'checkbox', id, checked: todo.done === 1 });
+      checkbox.addEventListener('change', () => {
+        pocketSync.database.update('todos', { done: checkbox.checked ? 1 : 0 }, { ps_global_id: todo.ps_global_id }).catch(report);
+      });
+      const label = Object.assign(document.createElement('label'), { htmlFor: id, textContent: todo.title });
+      const remove = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Delete' });
+      remove.setAttribute('aria-label', `Delete ${todo.title}`);
+      remove.addEventListener('click', () => {
+        pocketSync.database.delete('todos', { ps_global_id: todo.ps_global_id }).catch(report);
+      });
+      item.append(checkbox, label, remove);
+      return item;
+    }),
+  );
+}
+
+function report(error: unknown): void {
+  showProblem(isPocketSyncError(error) ? `${error.kind}: ${error.message}` : String(error));
+}
+
+async function main(): Promise<void> {
+  let pocketSync: PocketSync;
+  try {
+    pocketSync = await PocketSync.initialize({ dbName: 'pocketsync-demo.sqlite3', schema });
+  } catch (error) {
+    storageStatus.textContent = 'Not available';
+    report(error);
+    form.querySelector('button')!.disabled = true;
+    return;
+  }
+  storageStatus.textContent = `Storage: ${pocketSync.storage}`;
+  if (pocketSync.warning) {
+    storageStatus.classList.add('warning');
+    storageStatus.textContent += ` (${pocketSync.warning})`;
+  }
+  // For tinkering from the console (and for the browser tests).
+  Object.assign(window, { pocketSync });
+
+  pocketSync.database.watch<Todo>('SELECT ps_global_id, title, done FROM todos ORDER BY created_at, id', [], (todos) => render(todos, pocketSync));
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const title = input.value.trim();
+    if (!title) return;
+    input.value = '';
+    pocketSync.database.insert('todos', { title, created_at: new Date().toISOString() }).catch(report);
+  });
+}
+
+void main();

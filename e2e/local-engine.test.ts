@@ -1,0 +1,106 @@
+/**
+ * The local engine in real Chromium: OPFS persistence across reloads, watch driving the page, and a
+ * second tab of the same profile that must neither delete nor corrupt the first tab's data.
+ */
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { PocketSync, Row } from '../lib/index.js';
+import { demoUrl, haveBrowser, newDevice, pageErrors, screenshot, useBrowser } from './helpers/browser.js';
+
+useBrowser();
+
+type DemoWindow = Window & { pocketSync: PocketSync };
+
+async function openDemo(page: Page): Promise<void> {
+  await page.goto(demoUrl);
+  await page.getByRole('status').filter({ hasText: /^Storage:|^Not available/ }).waitFor();
+}
+
+async function addTodo(page: Page, title: string): Promise<void> {
+  await page.getByRole('textbox', { name: 'New todo' }).fill(title);
+  await page.getByRole('button', { name: 'Add' }).click();
+  await page.getByRole('listitem').filter({ hasText: title }).waitFor();
+}
+
+function query(page: Page, sql: string): Promise<Row[]> {
+  return page.evaluate((statement) => (window as unknown as DemoWindow).pocketSync.database.query(statement), sql);
+}
+
+async function listedTitles(page: Page): Promise<string[]> {
+  return page.getByRole('listitem').locator('label').allTextContents();
+}
+
+describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
+  it('persists rows written through the public API in OPFS across a reload', async () => {
+    const page = await (await newDevice()).newPage();
+    const errors = pageErrors(page);
+    await openDemo(page);
+    expect(await page.getByRole('status').textContent()).toBe('Storage: opfs-sahpool');
+
+    for (const title of ['milk', 'bread', 'eggs']) await addTodo(page, title);
+    await page.getByRole('checkbox', { name: 'bread' }).check();
+    await page.waitForFunction(() => document.querySelector('li.done') !== null);
+    await screenshot(page, 'local-1-three-todos');
+
+    await page.reload();
+    await page.getByRole('listitem').nth(2).waitFor();
+    expect(await listedTitles(page)).toEqual(['milk', 'bread', 'eggs']);
+    expect(await page.getByRole('checkbox', { name: 'bread' }).isChecked()).toBe(true);
+    const rows = await query(page, 'SELECT title, done, ps_global_id FROM todos ORDER BY id');
+    expect(rows.map((r) => [r.title, r.done])).toEqual([['milk', 0], ['bread', 1], ['eggs', 0]]);
+    expect(rows.every((r) => typeof r.ps_global_id === 'string' && r.ps_global_id.length === 32)).toBe(true);
+    const ops = await query(page, 'SELECT operation FROM __pocketsync_changes ORDER BY id');
+    expect(ops.map((r) => r.operation)).toEqual(['insert', 'insert', 'insert', 'update']);
+    await screenshot(page, 'local-2-after-reload');
+    expect(errors).toEqual([]);
+  });
+
+  it('updates the page through watch when data changes by any path', async () => {
+    const page = await (await newDevice()).newPage();
+    await openDemo(page);
+    // A write that does not go through the page's form: raw SQL from the console.
+    await page.evaluate(() =>
+      (window as unknown as DemoWindow).pocketSync.database.execute(
+        "INSERT INTO todos (title, created_at) VALUES ('from sql', '2026-01-01'), ('also from sql', '2026-01-02')",
+      ),
+    );
+    await page.getByRole('listitem').filter({ hasText: 'also from sql' }).waitFor();
+    expect(await listedTitles(page)).toEqual(['from sql', 'also from sql']);
+    await page.evaluate(() =>
+      (window as unknown as DemoWindow).pocketSync.database.transaction(async (tx) => {
+        await tx.update('todos', { done: 1 }, { title: 'from sql' });
+        await tx.delete('todos', { title: 'also from sql' });
+      }),
+    );
+    await page.waitForFunction(() => document.querySelectorAll('li').length === 1 && document.querySelector('li.done') !== null);
+    await page.getByRole('button', { name: 'Delete from sql' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('li').length === 0);
+  });
+
+  it('a second tab of the same profile neither deletes nor corrupts the data', async () => {
+    const device = await newDevice();
+    const first = await device.newPage();
+    await openDemo(first);
+    for (const title of ['one', 'two']) await addTodo(first, title);
+
+    const second = await device.newPage();
+    await openDemo(second);
+    // Only one connection can hold an opfs-sahpool file: the second tab says so instead of
+    // silently falling back to memory (which would lose its writes).
+    const alert = await second.getByRole('alert').textContent();
+    expect(alert).toMatch(/^storage: the database is open in another tab/);
+    await screenshot(second, 'local-3-second-tab');
+
+    // The first tab is unaffected and keeps writing.
+    await addTodo(first, 'three');
+    expect(await query(first, 'PRAGMA integrity_check')).toEqual([{ integrity_check: 'ok' }]);
+
+    // Once the first tab is gone, the second opens the same, intact data.
+    await first.close();
+    await second.reload();
+    await second.getByRole('listitem').nth(2).waitFor();
+    expect(await listedTitles(second)).toEqual(['one', 'two', 'three']);
+    expect(await query(second, 'PRAGMA integrity_check')).toEqual([{ integrity_check: 'ok' }]);
+    expect(await query(second, 'SELECT count(*) AS n FROM __pocketsync_changes')).toEqual([{ n: 3 }]);
+  });
+});
