@@ -101,6 +101,8 @@ export class Engine {
   readonly #sqlite3: Sqlite3Static;
   readonly #db: SqliteDb;
   readonly #statements = new Map<string, CachedStatement>();
+  /** INSERT SQL by table and column list (cleared whenever table metadata is rebuilt). */
+  readonly #insertStatements = new Map<string, string>();
   readonly #changedTables = new Set<string>();
   #tables = new Map<string, TableMeta>();
   #capturing = true;
@@ -169,18 +171,39 @@ export class Engine {
   /** Inserts a row; returns its ps_global_id (null for a table that does not sync). */
   insert(table: string, values: Row): string | null {
     const meta = this.#table(table);
-    const row: Row = { ...values };
-    if (meta.synced && (row[GLOBAL_ID_COLUMN] === undefined || row[GLOBAL_ID_COLUMN] === null)) {
-      row[GLOBAL_ID_COLUMN] = newGlobalId();
+    const columns = Object.keys(values);
+    const params = columns.map((c) => values[c] ?? null);
+    let gid: string | null = null;
+    if (meta.synced) {
+      const given = values[GLOBAL_ID_COLUMN];
+      if (given === undefined || given === null) {
+        gid = newGlobalId();
+        if (given === null) params[columns.indexOf(GLOBAL_ID_COLUMN)] = gid;
+        else {
+          columns.push(GLOBAL_ID_COLUMN);
+          params.push(gid);
+        }
+      } else if (typeof given === 'string') gid = given;
+      else throw new EngineError(ErrorKind.Invalid, `${GLOBAL_ID_COLUMN} must be a string`);
     }
-    const columns = this.#checkColumns(meta, Object.keys(row), meta.synced);
-    if (columns.length === 0) {
-      this.#run(`INSERT INTO ${quoteIdentifier(table)} DEFAULT VALUES`);
-      return null;
+    this.#run(this.#insertSql(meta, columns), params);
+    return gid;
+  }
+
+  /** The INSERT statement for a table and column list, built (and checked) once per shape. */
+  #insertSql(meta: TableMeta, columns: string[]): string {
+    const key = `${meta.info.name}\u0000${columns.join('\u0000')}`;
+    let sql = this.#insertStatements.get(key);
+    if (sql === undefined) {
+      this.#checkColumns(meta, columns, meta.synced);
+      const t = quoteIdentifier(meta.info.name);
+      sql = columns.length === 0
+        ? `INSERT INTO ${t} DEFAULT VALUES`
+        : `INSERT INTO ${t} (${columns.map(quoteIdentifier).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
+      if (this.#insertStatements.size >= STATEMENT_CACHE_SIZE) this.#insertStatements.clear();
+      this.#insertStatements.set(key, sql);
     }
-    const sql = `INSERT INTO ${quoteIdentifier(table)} (${columns.map(quoteIdentifier).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
-    this.#run(sql, columns.map((c) => row[c] ?? null));
-    return meta.synced ? (row[GLOBAL_ID_COLUMN] as string) : null;
+    return sql;
   }
 
   update(table: string, values: Row, where: Where): number {
@@ -223,23 +246,26 @@ export class Engine {
   }
 
   /**
-   * ps_tick() and ps_version(i), called by the triggers once per captured row. They are registered
+   * ps_capturing(), ps_tick() and ps_version(i), called by the triggers once per captured row. They are registered
    * as raw WebAssembly callbacks taking and returning integers: the convenience wrapper's argument
    * and string conversions cost more than the rest of the capture.
    */
   #registerCaptureFunctions(): void {
     const { capi, wasm } = this.#sqlite3;
+    const capturing = wasm.installFunction('v(pip)', (ctx: number) => {
+      capi.sqlite3_result_int(ctx, this.#capturing ? 1 : 0);
+    });
     const tick = wasm.installFunction('v(pip)', (ctx: number) => {
-      if (this.#capturing) capi.sqlite3_result_int64(ctx, BigInt(this.clock.tick()));
-      else capi.sqlite3_result_null(ctx);
+      capi.sqlite3_result_int64(ctx, BigInt(this.clock.tick()));
     });
     const version = wasm.installFunction('v(pip)', (ctx: number, _argc: number, argv: number) => {
-      const table = this.#versionTables[capi.sqlite3_value_int(wasm.peekPtr(argv)) as number] ?? '';
+      const table = this.#versionTables[capi.sqlite3_value_int(wasm.peekPtr(argv))] ?? '';
       const next = (this.#versions.get(table) ?? 0) + 1;
       this.#versions.set(table, next);
       capi.sqlite3_result_int64(ctx, BigInt(next));
     });
-    this.#functionPointers.push(tick, version);
+    this.#functionPointers.push(capturing, tick, version);
+    capi.sqlite3_create_function_v2(this.#pointer, 'ps_capturing', 0, capi.SQLITE_UTF8, 0, capturing, 0, 0, 0);
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_tick', 0, capi.SQLITE_UTF8, 0, tick, 0, 0, 0);
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_version', 1, capi.SQLITE_UTF8, 0, version, 0, 0, 0);
   }
@@ -443,6 +469,7 @@ export class Engine {
     }
     this.#tables = tables;
     this.#versionTables = versionTables;
+    this.#insertStatements.clear();
   }
 
   #tableInfo(name: string, index: number): TableInfo {
@@ -481,8 +508,7 @@ export class Engine {
     );
     if (ids.length === 0) return;
     const record = db.prepare(
-      recordChangeSql(info, this.deviceId, GLOBAL_ID_COLUMN, 'insert', `json_object('row', ${rowJsonSql(info.columns, '')})`, `, ${t}`) +
-        ` AND ${GLOBAL_ID_COLUMN} = ?`,
+      recordChangeSql(info, this.deviceId, GLOBAL_ID_COLUMN, 'insert', `json_object('row', ${rowJsonSql(info.columns, '')})`, `${t} WHERE ${GLOBAL_ID_COLUMN} = ?`),
     );
     try {
       for (const gid of ids) record.bind([gid]).stepReset();

@@ -1,17 +1,17 @@
 /**
  * Hybrid logical clock: wall time in milliseconds, a counter for events within one millisecond, and
- * the device id that breaks ties. Its string form sorts in clock order:
+ * the device id that breaks ties. Wall and counter travel packed in one integer, wall × 1024 +
+ * counter (exact in a double until the year 2248), and the string form is that integer in 21
+ * zero-padded digits, a dash and the device id, so that string order is clock order:
  *
- *   000001763760000000-0000-<deviceId>
- *   └ wall ms, 18 digits ┘ └ counter, 0..1023 ┘
+ *   001807659474468635648-3f9c2a71d04b8e55
  *
  * `now()` stamps a local event; `receive()` advances the clock past a remote stamp, so that every
  * later local stamp sorts after every stamp this device has seen. `tick()` is `now()` without the
- * string: wall × 1024 + counter, exact in a double until the year 2248; the capture triggers take
- * that number and format it in SQL, which is cheaper than passing a string out of JavaScript.
+ * string: the capture triggers take that number and format it in SQL (formatClockSql), which is
+ * cheaper than passing a string out of JavaScript.
  */
-const WALL_DIGITS = 18;
-const COUNTER_DIGITS = 4;
+const PACKED_DIGITS = 21;
 export const COUNTER_SPAN = 1024;
 
 export interface ClockStamp {
@@ -21,20 +21,21 @@ export interface ClockStamp {
 }
 
 export function formatClock({ wall, counter, deviceId }: ClockStamp): string {
-  return `${String(wall).padStart(WALL_DIGITS, '0')}-${String(counter).padStart(COUNTER_DIGITS, '0')}-${deviceId}`;
+  return `${String(wall * COUNTER_SPAN + counter).padStart(PACKED_DIGITS, '0')}-${deviceId}`;
 }
 
-/** The SQL expression that formats a packed tick held in `expr` exactly as `formatClock` does. */
+/** The SQL expression that formats the packed stamp `expr` (evaluated once) exactly as formatClock does. */
 export function formatClockSql(expr: string, deviceIdLiteral: string): string {
-  return `printf('%0${WALL_DIGITS}d-%0${COUNTER_DIGITS}d-%s', ${expr} / ${COUNTER_SPAN}, ${expr} % ${COUNTER_SPAN}, ${deviceIdLiteral})`;
+  return `printf('%0${PACKED_DIGITS}d-%s', ${expr}, ${deviceIdLiteral})`;
 }
 
-const CLOCK_PATTERN = new RegExp(`^(\\d{${WALL_DIGITS}})-(\\d{${COUNTER_DIGITS}})-(.+)$`);
+const CLOCK_PATTERN = new RegExp(`^(\\d{${PACKED_DIGITS}})-(.+)$`);
 
 export function parseClock(clock: string): ClockStamp {
   const match = CLOCK_PATTERN.exec(clock);
   if (!match) throw new Error(`not a clock: ${clock}`);
-  return { wall: Number(match[1]), counter: Number(match[2]), deviceId: match[3] ?? '' };
+  const packed = Number(match[1]);
+  return { wall: Math.floor(packed / COUNTER_SPAN), counter: packed % COUNTER_SPAN, deviceId: match[2] ?? '' };
 }
 
 export class HybridLogicalClock {

@@ -63,3 +63,10 @@ export async function openStorage(sqlite3: Sqlite3Static, dbName: string, prefer
   }
   return { db: new sqlite3.oo1.DB(':memory:'), storage: 'memory', warning: MEMORY_WARNING };
 }
+
+/** Deletes a database file from the opfs-sahpool (after it was closed); true when it existed. */
+export async function deleteStoredDatabase(sqlite3: Sqlite3Static, dbName: string): Promise<boolean> {
+  if (!opfsAvailable()) return false;
+  const util = await installPool(sqlite3);
+  return util.unlink(dbName.startsWith('/') ? dbName : `/${dbName}`);
+}

@@ -5,7 +5,10 @@
  *   capture order (`id`), with a globally unique `change_id`, the row's `ps_global_id`, the payload
  *   (JSON: `{ row, changed }` for insert/update, `{ old }` for delete), the HLC stamp, the table's
  *   version after the change, and whether the server has acknowledged it.
- * - __pocketsync_version: one counter per synced table, bumped by every captured change.
+ *   Only the triggers write it, every column always; it declares no NOT NULL or CHECK constraint
+ *   because each one makes every captured write pay for a statement journal (bench/capture.ts).
+ * - __pocketsync_version: the per-table version counters as of the last pruning of the change log;
+ *   the live counter of a table is the larger of this and its newest version in the log.
  * - __pocketsync_device_state: a single row: this database's device id, the server cursor, the last
  *   sync time and the newest clock this device has issued or seen.
  * - __pocketsync_processed_changes: ids of remote changes already applied, so none applies twice.
@@ -13,14 +16,14 @@
 export const SYSTEM_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS __pocketsync_changes (
   id INTEGER PRIMARY KEY,
-  change_id TEXT NOT NULL,
-  table_name TEXT NOT NULL,
-  ps_global_id TEXT NOT NULL,
-  operation TEXT NOT NULL CHECK (operation IN ('insert', 'update', 'delete')),
-  payload TEXT NOT NULL,
-  clock TEXT NOT NULL,
-  version INTEGER NOT NULL,
-  synced INTEGER NOT NULL DEFAULT 0
+  change_id TEXT,
+  table_name TEXT,
+  ps_global_id TEXT,
+  operation TEXT,
+  payload TEXT,
+  clock TEXT,
+  version INTEGER,
+  synced INTEGER DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS __pocketsync_version (
   table_name TEXT PRIMARY KEY,

@@ -2,18 +2,22 @@
  * Change capture for one synced table: its `ps_global_id` column and the AFTER INSERT / UPDATE /
  * DELETE triggers that write every change into __pocketsync_changes.
  *
- * The triggers call two functions the engine registers on its connection, once each per captured row,
- * both taking and returning integers (the cheapest values to pass between SQLite and JavaScript):
- * - ps_tick(): the next hybrid-logical-clock stamp, packed (hlc.ts), or NULL while the engine applies
- *   remote changes (capture suppressed), in which case nothing is recorded;
- * - ps_version(i): the next version of synced table number i.
+ * Cost is the point of most choices here (bench/capture.ts measures it):
+ * - The triggers call two functions the engine registers, once each per captured row, both
+ *   returning integers (the cheapest values to pass out of JavaScript): ps_tick(), the next
+ *   hybrid-logical-clock stamp, packed (hlc.ts), and ps_version(i), the next version of synced table
+ *   number i. No subquery, no extra statement on the common path.
+ * - An insert that supplies `ps_global_id` (the typed API does) fires only the plain insert
+ *   trigger. One that does not (raw SQL, a migration) fires the other one, which first assigns the
+ *   id; that self-update changes no user column, so the update trigger, whose WHEN clause requires a
+ *   user column to differ, records nothing for it. The same clause makes an UPDATE that changes no
+ *   value record nothing.
+ * - Capture is suppressed while the engine applies remote changes: every trigger's WHEN clause asks
+ *   ps_capturing(), a third integer function. (Turning all triggers off for the connection would be
+ *   free, but would also silence the app's own triggers, an FTS index kept by triggers for one.)
+ *
  * Payloads: `{ row }` for an insert (every column changed), `{ row, changed }` for an update,
  * `{ old }` (with ps_global_id) for a delete.
- *
- * An insert that did not supply `ps_global_id` (raw SQL, a migration) gets one from the insert
- * trigger, whether capture is on or not. That self-update changes no user column, so the update
- * trigger, whose WHEN clause requires a user column to differ, records nothing for it; the same
- * clause makes an UPDATE that changes no value record nothing.
  */
 import { formatClockSql } from './hlc.js';
 import { quoteIdentifier as id, quoteLiteral as lit, SYSTEM_PREFIX } from './sql.js';
@@ -31,8 +35,10 @@ export interface TableInfo {
 export const GLOBAL_ID_COLUMN = 'ps_global_id';
 export const NEW_GLOBAL_ID_SQL = 'lower(hex(randomblob(16)))';
 
+const TRIGGER_KINDS = ['insert', 'insert_without_id', 'update', 'delete'] as const;
+
 export function triggerNames(table: string): string[] {
-  return ['insert', 'update', 'delete'].map((op) => `${SYSTEM_PREFIX}${table}_${op}`);
+  return TRIGGER_KINDS.map((kind) => `${SYSTEM_PREFIX}${table}_${kind}`);
 }
 
 export function globalIdIndexName(table: string): string {
@@ -51,46 +57,46 @@ export function rowJsonSql(columns: readonly string[], ref: 'NEW.' | 'OLD.' | ''
   return `json_object(${[...pairs, ...extra].join(', ')})`;
 }
 
+/** The columns that identify the row a trigger fired for. */
 function rowMatch(table: TableInfo): string {
   if (table.withoutRowidKey === null) return 'rowid = NEW.rowid';
   return table.withoutRowidKey.map((column) => `${id(column)} IS NEW.${id(column)}`).join(' AND ');
 }
 
 /**
- * An INSERT ... SELECT that records one change, stamped with ps_tick() and ps_version(); `from`
- * joins the row source when the values come from a table rather than a trigger's NEW/OLD.
+ * An INSERT that records one change stamped with ps_tick() and ps_version(). With `from`, the values
+ * come from that row source (`SELECT ... FROM <from>`) instead of a trigger's NEW/OLD.
  */
-export function recordChangeSql(table: TableInfo, deviceId: string, gid: string, op: string, payload: string, from = ''): string {
-  // The OFFSET keeps SQLite from flattening the subquery, which would call ps_tick() once per use.
-  return `INSERT INTO __pocketsync_changes (change_id, table_name, ps_global_id, operation, payload, clock, version)
-    SELECT ${NEW_GLOBAL_ID_SQL}, ${lit(table.name)}, ${gid}, '${op}', ${payload}, ${formatClockSql('tick', lit(deviceId))}, ps_version(${table.index})
-    FROM (SELECT ps_tick() AS tick LIMIT -1 OFFSET 0)${from} WHERE tick IS NOT NULL`;
-}
-
-export function dropTriggersSql(table: string): string {
-  return triggerNames(table).map((name) => `DROP TRIGGER IF EXISTS ${id(name)};`).join('\n');
+export function recordChangeSql(table: TableInfo, deviceId: string, gid: string, op: string, payload: string, from?: string): string {
+  const values = `${NEW_GLOBAL_ID_SQL}, ${lit(table.name)}, ${gid}, '${op}', ${payload}, ${formatClockSql('ps_tick()', lit(deviceId))}, ps_version(${table.index})`;
+  const into = 'INSERT INTO __pocketsync_changes (change_id, table_name, ps_global_id, operation, payload, clock, version)';
+  return from === undefined ? `${into} VALUES (${values})` : `${into} SELECT ${values} FROM ${from}`;
 }
 
 export function createTriggersSql(table: TableInfo, deviceId: string): string {
   const t = id(table.name);
-  const [insertName, updateName, deleteName] = triggerNames(table.name).map(id);
+  const [insertName, insertWithoutIdName, updateName, deleteName] = triggerNames(table.name).map(id);
   const record = (gid: string, op: string, payload: string) => recordChangeSql(table, deviceId, gid, op, payload) + ';';
   const changedColumns =
     `json('[' || rtrim(` +
     table.columns.map((c) => `CASE WHEN OLD.${id(c)} IS NOT NEW.${id(c)} THEN ${lit(JSON.stringify(c) + ',')} ELSE '' END`).join(' || ') +
     `, ',') || ']')`;
   const anyChanged = table.columns.map((c) => `OLD.${id(c)} IS NOT NEW.${id(c)}`).join(' OR ');
-  const gidAfterInsert = `COALESCE(NEW.${GLOBAL_ID_COLUMN}, (SELECT ${GLOBAL_ID_COLUMN} FROM ${t} WHERE ${rowMatch(table)}))`;
+  const insertPayload = `json_object('row', ${rowJsonSql(table.columns, 'NEW.')})`;
+  const gid = GLOBAL_ID_COLUMN;
 
   return `
-CREATE TRIGGER ${insertName} AFTER INSERT ON ${t} BEGIN
-  UPDATE ${t} SET ${GLOBAL_ID_COLUMN} = ${NEW_GLOBAL_ID_SQL} WHERE NEW.${GLOBAL_ID_COLUMN} IS NULL AND ${rowMatch(table)};
-  ${record(gidAfterInsert, 'insert', `json_object('row', ${rowJsonSql(table.columns, 'NEW.')})`)}
+CREATE TRIGGER ${insertName} AFTER INSERT ON ${t} WHEN NEW.${gid} IS NOT NULL AND ps_capturing() BEGIN
+  ${record(`NEW.${gid}`, 'insert', insertPayload)}
 END;
-CREATE TRIGGER ${updateName} AFTER UPDATE ON ${t} WHEN ${anyChanged} BEGIN
-  ${record(`NEW.${GLOBAL_ID_COLUMN}`, 'update', `json_object('row', ${rowJsonSql(table.columns, 'NEW.')}, 'changed', ${changedColumns})`)}
+CREATE TRIGGER ${insertWithoutIdName} AFTER INSERT ON ${t} WHEN NEW.${gid} IS NULL BEGIN
+  UPDATE ${t} SET ${gid} = ${NEW_GLOBAL_ID_SQL} WHERE ${rowMatch(table)};
+  ${recordChangeSql(table, deviceId, gid, 'insert', insertPayload, `${t} WHERE ${rowMatch(table)} AND ps_capturing()`)};
 END;
-CREATE TRIGGER ${deleteName} AFTER DELETE ON ${t} BEGIN
-  ${record(`OLD.${GLOBAL_ID_COLUMN}`, 'delete', `json_object('old', ${rowJsonSql(table.columns, 'OLD.', [`'${GLOBAL_ID_COLUMN}'`, `OLD.${GLOBAL_ID_COLUMN}`])})`)}
+CREATE TRIGGER ${updateName} AFTER UPDATE ON ${t} WHEN ps_capturing() AND (${anyChanged}) BEGIN
+  ${record(`NEW.${gid}`, 'update', `json_object('row', ${rowJsonSql(table.columns, 'NEW.')}, 'changed', ${changedColumns})`)}
+END;
+CREATE TRIGGER ${deleteName} AFTER DELETE ON ${t} WHEN ps_capturing() BEGIN
+  ${record(`OLD.${gid}`, 'delete', `json_object('old', ${rowJsonSql(table.columns, 'OLD.', [`'${gid}'`, `OLD.${gid}`])})`)}
 END;`;
 }

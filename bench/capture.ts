@@ -1,0 +1,69 @@
+/**
+ * Change-capture cost: inserts into a synced table versus the same table without PocketSync's
+ * triggers, in Node (in-memory SQLite-WASM) and in Chromium (opfs-sahpool in a worker).
+ * Target: every ratio ≤ 1.5 (cr-sqlite, the nearest peer, pays 2.5–6.6×).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import init from '@sqlite.org/sqlite-wasm';
+import { chromium } from 'playwright-core';
+import { build } from 'vite';
+import { createStaticSite, listen } from '../server/static-site.js';
+import { Engine } from '../worker/engine.js';
+import { CAPTURE_SCHEMA, CAPTURE_TABLES, median, runCaptureWorkload, type CaptureSizes, type CaptureTimings } from './capture-workload.js';
+import { report, type Metric } from './report.js';
+import type { BenchOptions } from './run.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+async function inNode(sizes: CaptureSizes): Promise<CaptureTimings> {
+  const sqlite3 = await init();
+  return runCaptureWorkload(
+    sizes,
+    async () => Engine.open(sqlite3, new sqlite3.oo1.DB(':memory:'), { deviceId: 'bench', schema: CAPTURE_SCHEMA, tables: CAPTURE_TABLES }),
+    async (engine) => engine.close(),
+  );
+}
+
+async function inChromium(sizes: CaptureSizes): Promise<CaptureTimings> {
+  const root = fileURLToPath(new URL('./browser/', import.meta.url));
+  await build({ configFile: fileURLToPath(new URL('./browser/vite.config.ts', import.meta.url)), root });
+  const site = await listen(createStaticSite(`${root}dist`));
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(site.url);
+    return await page.evaluate((s) => (window as unknown as { runCapture: (s: CaptureSizes) => Promise<CaptureTimings> }).runCapture(s), sizes);
+  } finally {
+    await browser.close();
+    await site.close();
+  }
+}
+
+function metrics(where: 'node' | 'chromium', t: CaptureTimings, sizes: CaptureSizes): Metric[] {
+  const oneTx = { synced: median(t.syncedOneTx), plain: median(t.plainOneTx) };
+  const manyTx = { synced: median(t.syncedManyTx), plain: median(t.plainManyTx) };
+  const rate = (rows: number, ms: number) => (rows * 1000) / ms;
+  return [
+    { metric: `capture-ratio-${where}-1tx`, value: oneTx.synced / oneTx.plain, unit: 'x', baseline: 1, ratio: oneTx.synced / oneTx.plain, target: '≤ 1.5' },
+    { metric: `capture-ratio-${where}-1000tx`, value: manyTx.synced / manyTx.plain, unit: 'x', baseline: 1, ratio: manyTx.synced / manyTx.plain, target: '≤ 1.5' },
+    { metric: `rows-per-s-${where}-1tx-synced`, value: rate(sizes.oneTxRows, oneTx.synced), unit: 'rows/s', baseline: rate(sizes.oneTxRows, oneTx.plain), ratio: oneTx.plain / oneTx.synced },
+    { metric: `rows-per-s-${where}-1tx-plain`, value: rate(sizes.oneTxRows, oneTx.plain), unit: 'rows/s' },
+    { metric: `rows-per-s-${where}-1000tx-synced`, value: rate(sizes.manyTxRows, manyTx.synced), unit: 'rows/s', baseline: rate(sizes.manyTxRows, manyTx.plain), ratio: manyTx.plain / manyTx.synced },
+    { metric: `rows-per-s-${where}-1000tx-plain`, value: rate(sizes.manyTxRows, manyTx.plain), unit: 'rows/s' },
+  ];
+}
+
+export async function run(options: BenchOptions): Promise<void> {
+  const sizes: CaptureSizes = options.small
+    ? { oneTxRows: 1_000, manyTxRows: 100, repetitions: 1 }
+    : { oneTxRows: 10_000, manyTxRows: 1_000, repetitions: 7 };
+  const all = metrics('node', await inNode(sizes), sizes);
+  if (existsSync(CHROMIUM)) all.push(...metrics('chromium', await inChromium(sizes), sizes));
+  else if (process.env.CI) throw new Error(`Chromium is missing at ${CHROMIUM}`);
+  else console.warn(`No Chromium at ${CHROMIUM}: the Chromium half of the capture benchmark is skipped.`);
+  // Order as in the issue: the four ratios first.
+  all.sort((a, b) => Number(!a.metric.startsWith('capture-ratio')) - Number(!b.metric.startsWith('capture-ratio')));
+  report(options.small ? 'capture-small' : 'capture', all);
+}
