@@ -10,8 +10,14 @@ export interface CaptureSizes {
   readonly oneTxRows: number;
   /** Rows inserted as separate (autocommit) transactions. */
   readonly manyTxRows: number;
-  /** Repetitions; each condition's median is reported. */
+  /** Measured repetitions: the ratio reported is the median of the per-repetition ratios. */
   readonly repetitions: number;
+  /**
+   * Unmeasured repetitions first. SQLite-WASM runs in V8's baseline tier until its hot functions are
+   * recompiled, which goes on for several full repetitions; measuring before then mostly measures
+   * the compiler.
+   */
+  readonly warmups: number;
 }
 
 export interface CaptureTimings {
@@ -71,9 +77,12 @@ export async function runCaptureWorkload(
       await close(engine, name);
     }
   };
-  // One unmeasured round to warm up the JIT and the VFS.
-  await measure('items', Math.min(1000, sizes.oneTxRows), true);
-  await measure('items_plain', Math.min(1000, sizes.oneTxRows), true);
+  for (let rep = 0; rep < sizes.warmups; rep++) {
+    for (const table of ['items', 'items_plain']) {
+      await measure(table, sizes.oneTxRows, true);
+      await measure(table, sizes.manyTxRows, false);
+    }
+  }
   for (let rep = 0; rep < sizes.repetitions; rep++) {
     const order = rep % 2 === 0 ? (['items', 'items_plain'] as const) : (['items_plain', 'items'] as const);
     for (const table of order) {
@@ -83,6 +92,11 @@ export async function runCaptureWorkload(
     }
   }
   return timings;
+}
+
+/** The median over repetitions of synced time / plain time within the same repetition. */
+export function medianRatio(synced: readonly number[], plain: readonly number[]): number {
+  return median(synced.map((ms, i) => ms / (plain[i] as number)));
 }
 
 export function median(values: readonly number[]): number {

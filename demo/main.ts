@@ -63,7 +63,12 @@ async function main(): Promise<void> {
     pocketSync = await PocketSync.initialize({ dbName: 'pocketsync-demo.sqlite3', schema });
   } catch (error) {
     storageStatus.textContent = 'Not available';
-    report(error);
+    if (isPocketSyncError(error) && error.kind === 'storage' && /open in another tab/.test(error.message)) {
+      // Until several tabs can share the database, the first tab keeps it.
+      showProblem(`This demo is already open in another tab of this browser: close that tab, then reload this one. (${error.message})`);
+    } else {
+      report(error);
+    }
     form.querySelector('button')!.disabled = true;
     return;
   }

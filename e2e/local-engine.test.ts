@@ -88,7 +88,7 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     // Only one connection can hold an opfs-sahpool file: the second tab says so instead of
     // silently falling back to memory (which would lose its writes).
     const alert = await second.getByRole('alert').textContent();
-    expect(alert).toMatch(/^storage: the database is open in another tab/);
+    expect(alert).toMatch(/already open in another tab.*the database is open in another tab/);
     await screenshot(second, 'local-3-second-tab');
 
     // The first tab is unaffected and keeps writing.

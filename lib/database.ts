@@ -4,7 +4,7 @@
  */
 import { PocketSyncError } from './errors.js';
 import { ErrorKind } from './protocol/error-kind.js';
-import type { ExecuteResult, Params, Row, TxId, Where } from './protocol/worker-api.js';
+import type { ExecuteResult, Params, Row, SqlValue, TxId, Where } from './protocol/worker-api.js';
 import type { WatchCallback, WatchOptions, Watches } from './watch.js';
 import type { WorkerClient } from './worker-client.js';
 
@@ -23,14 +23,17 @@ export class Queries {
     return this.client.call((api) => api.insert(table, values, this.tx));
   }
 
-  /** Sets `values` on the rows matching `where`; resolves to the number of rows changed. */
-  update(table: string, values: Row, where: Where): Promise<number> {
-    return this.client.call((api) => api.update(table, values, where, this.tx));
+  /**
+   * Sets `values` on the rows matching `where` (column equalities, or a SQL condition with
+   * `whereParams`); resolves to the number of rows changed.
+   */
+  update(table: string, values: Row, where: Where, whereParams?: readonly SqlValue[]): Promise<number> {
+    return this.client.call((api) => api.update(table, values, where, whereParams, this.tx));
   }
 
   /** Deletes the rows matching `where`; resolves to the number of rows deleted. */
-  delete(table: string, where: Where): Promise<number> {
-    return this.client.call((api) => api.delete(table, where, this.tx));
+  delete(table: string, where: Where, whereParams?: readonly SqlValue[]): Promise<number> {
+    return this.client.call((api) => api.delete(table, where, whereParams, this.tx));
   }
 
   /** Runs a query and resolves to its rows. */

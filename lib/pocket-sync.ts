@@ -107,9 +107,8 @@ export class PocketSync {
 
   /** Closes the database and stops the worker. Later calls fail with kind 'closed'. */
   async close(): Promise<void> {
-    if (this.#client.isClosed) return;
     try {
-      await this.#client.call((api) => api.close());
+      if (!this.#client.isClosed) await this.#client.call((api) => api.close());
     } finally {
       this.#client.markClosed('PocketSync was closed');
       this.#port.close();

@@ -74,9 +74,9 @@ export class Watches {
     try {
       watch.tables = new Set(await this.#client.call((api) => api.readTables(watch.sql)));
     } catch (error) {
+      if (!watch.closed && !this.#client.isClosed) watch.onError(error as PocketSyncError);
       watch.closed = true;
       this.#watches.delete(watch);
-      watch.onError(error as PocketSyncError);
       return;
     }
     await this.#run(watch);

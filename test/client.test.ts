@@ -31,7 +31,7 @@ describe('database', () => {
     expect(gid).toMatch(/^[0-9a-f]{32}$/);
     expect(await db.update('todos', { done: 1 }, { ps_global_id: gid })).toBe(1);
     expect(await db.query('SELECT title, done FROM todos')).toEqual([{ title: 'milk', done: 1 }]);
-    expect(await db.update('todos', { title: 'oat milk' }, { sql: 'done = ?', params: [1] })).toBe(1);
+    expect(await db.update('todos', { title: 'oat milk' }, 'done = ?', [1])).toBe(1);
     expect(await db.delete('todos', { title: 'oat milk' })).toBe(1);
     expect(await db.query('SELECT count(*) AS n FROM todos')).toEqual([{ n: 0 }]);
     const ops = await db.query('SELECT operation FROM __pocketsync_changes ORDER BY id');
@@ -119,6 +119,38 @@ describe('database', () => {
     release();
     await tx;
     expect(await outside).toEqual([{ n: 1 }]);
+  });
+
+  it('a transaction SQLite rolled back on its own does not go on piecemeal in autocommit', async () => {
+    const { database: db } = await openInstance({ schema });
+    await db.execute("CREATE TRIGGER no_bad BEFORE INSERT ON notes WHEN NEW.body = 'bad' BEGIN SELECT RAISE(ROLLBACK, 'bad note'); END");
+    const error = await db
+      .transaction(async (tx) => {
+        await tx.insert('notes', { body: 'first' });
+        await tx.insert('notes', { body: 'bad' }).catch(() => undefined); // the app swallows it...
+        await tx.insert('notes', { body: 'after' }); // ...and carries on
+      })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ kind: ErrorKind.Closed });
+    expect(await db.query('SELECT body FROM notes')).toEqual([]);
+    expect(await db.query('SELECT count(*) AS n FROM __pocketsync_changes')).toEqual([{ n: 0 }]);
+  });
+
+  it('close() during an open transaction rolls it back and resolves', async () => {
+    const ps = await openInstance({ schema });
+    let inside!: () => void;
+    const started = new Promise<void>((resolve) => (inside = resolve));
+    const never = new Promise<void>(() => undefined);
+    void ps.database
+      .transaction(async (tx) => {
+        await tx.insert('notes', { body: 'x' });
+        inside();
+        await never;
+      })
+      .catch(() => undefined);
+    await started;
+    await ps.close();
+    await expect(ps.database.query('SELECT 1')).rejects.toMatchObject({ kind: ErrorKind.Closed });
   });
 
   it('rejects calls after close with kind closed', async () => {

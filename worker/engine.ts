@@ -10,11 +10,17 @@
  * Design notes:
  * - Which tables a statement reads and writes comes from SQLite's authorizer, consulted while the
  *   statement is prepared (trigger bodies included), never from the SQL text. Prepared statements are
- *   cached with those sets, so the typed API pays the prepare and the authorizer once per shape.
+ *   cached with those sets, so the typed API pays the prepare and the authorizer once per shape; any
+ *   schema change empties the cache, since a new trigger or view changes the sets.
+ * - A DDL statement run through execute() runs inside a savepoint with PocketSync's triggers
+ *   removed (they would block DROP COLUMN), and capture is re-installed before the savepoint is
+ *   released: either the statement and the new triggers both land, or neither does.
  * - Changed tables accumulate until the connection is back in autocommit mode; the caller takes them
  *   with `takeChangedTables()` and notifies once per committed write.
- * - `applyWithoutCapture` turns the triggers' ps_capturing() off for the duration of a callback, so
- *   applying remote changes never records local ones.
+ * - `applyWithoutCapture` makes the triggers' ps_capturing() false for the duration of a callback,
+ *   so applying remote changes never records local ones.
+ * - `recursive_triggers` is on, so that the delete an INSERT OR REPLACE performs fires the delete
+ *   trigger and is captured like any other delete.
  */
 import type { Database as SqliteDb, PreparedStatement, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
@@ -26,6 +32,7 @@ import { SYSTEM_TABLES_SQL } from './system-tables.js';
 import {
   createTriggersSql,
   GLOBAL_ID_COLUMN,
+  GLOBAL_ID_INDEX_SUFFIX,
   globalIdIndexName,
   NEW_GLOBAL_ID_SQL,
   recordChangeSql,
@@ -53,7 +60,10 @@ interface CachedStatement {
 
 interface TableMeta {
   readonly info: TableInfo;
-  readonly columns: ReadonlySet<string>;
+  /** Columns an insert or update may set. */
+  readonly writable: ReadonlySet<string>;
+  /** Columns a where object may test (generated ones and ps_global_id too). */
+  readonly testable: ReadonlySet<string>;
   readonly synced: boolean;
 }
 
@@ -77,6 +87,7 @@ const DDL_ACTIONS = new Set([
 ]);
 
 const STATEMENT_CACHE_SIZE = 64;
+const ROWID_ALIASES = ['rowid', '_rowid_', 'oid'];
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 const randomPool = new Uint8Array(4096);
@@ -84,7 +95,7 @@ let randomOffset = randomPool.length;
 
 /** 128 random bits as 32 hex digits, the same form as the triggers' lower(hex(randomblob(16))). */
 export function newGlobalId(): string {
-  // One getRandomValues call per 256 ids: calling it per id costs more than the insert it serves.
+  // One getRandomValues call per 256 ids: calling it per id costs ten times the rest.
   if (randomOffset === randomPool.length) {
     crypto.getRandomValues(randomPool);
     randomOffset = 0;
@@ -105,13 +116,16 @@ export class Engine {
   readonly #insertStatements = new Map<string, string>();
   readonly #changedTables = new Set<string>();
   #tables = new Map<string, TableMeta>();
-  #capturing = true;
+  /** Synced table names by the id their triggers pass to ps_version(). */
+  #tablesById = new Map<number, string>();
+  /** Live per-table versions (see system-tables.ts). */
   readonly #versions = new Map<string, number>();
-  /** Synced table names by their ps_version() number. */
-  #versionTables: string[] = [];
+  #capturing = true;
   readonly #functionPointers: number[] = [];
   #collector: { reads: Set<string>; writes: Set<string>; ddl: boolean } | null = null;
   #schemaVersion = 0;
+  /** The schema changed inside the current transaction: a rollback must re-read table metadata. */
+  #schemaChangedInTx = false;
   #closed = false;
   readonly #only: readonly string[] | undefined;
 
@@ -127,17 +141,18 @@ export class Engine {
     this.#registerCaptureFunctions();
     this.#installAuthorizer();
 
+    db.exec('PRAGMA recursive_triggers = ON');
     db.exec(SYSTEM_TABLES_SQL);
     db.exec({ sql: 'INSERT OR IGNORE INTO __pocketsync_device_state (id, device_id) VALUES (1, ?)', bind: [options.deviceId] });
     this.deviceId = text(db.selectValue('SELECT device_id FROM __pocketsync_device_state WHERE id = 1'));
     this.clock = new HybridLogicalClock(this.deviceId, options.time);
+    // The newest stamp this device issued or saw: in the log, or (once the log is pruned, which the
+    // sync loop does) in the device state.
     const lastClock = db.selectValue(
       `SELECT max(c) FROM (SELECT last_clock AS c FROM __pocketsync_device_state
        UNION ALL SELECT max(clock) FROM __pocketsync_changes)`,
     );
     if (typeof lastClock === 'string') this.clock.receive(lastClock);
-    // The live per-table versions: what __pocketsync_version held when the change log was last pruned,
-    // or the newest version in the log, whichever is larger.
     const versions = db.selectArrays(
       `SELECT table_name, max(version) FROM (SELECT table_name, version FROM __pocketsync_version
        UNION ALL SELECT table_name, max(version) FROM __pocketsync_changes GROUP BY table_name) GROUP BY table_name`,
@@ -159,7 +174,10 @@ export class Engine {
     return this.#sqlite3.capi.sqlite3_get_autocommit(this.#pointer) === 0;
   }
 
-  /** Runs one statement (or several, separated by semicolons, when `params` is absent and none returns rows). */
+  /**
+   * Runs one statement with `params`, or a script of several statements without params; a script
+   * runs atomically (inside a savepoint).
+   */
   execute(sql: string, params?: Params): ExecuteResult {
     return this.#run(sql, params);
   }
@@ -171,67 +189,58 @@ export class Engine {
   /** Inserts a row; returns its ps_global_id (null for a table that does not sync). */
   insert(table: string, values: Row): string | null {
     const meta = this.#table(table);
-    const columns = Object.keys(values);
-    const params = columns.map((c) => values[c] ?? null);
+    const columns = definedKeys(values);
+    const params = columns.map((c) => values[c] as SqlValue);
     let gid: string | null = null;
     if (meta.synced) {
-      const given = values[GLOBAL_ID_COLUMN];
-      if (given === undefined || given === null) {
+      const at = columns.indexOf(GLOBAL_ID_COLUMN);
+      const given = at >= 0 ? params[at] : null;
+      if (given === null) {
         gid = newGlobalId();
-        if (given === null) params[columns.indexOf(GLOBAL_ID_COLUMN)] = gid;
+        if (at >= 0) params[at] = gid;
         else {
           columns.push(GLOBAL_ID_COLUMN);
           params.push(gid);
         }
-      } else if (typeof given === 'string') gid = given;
-      else throw new EngineError(ErrorKind.Invalid, `${GLOBAL_ID_COLUMN} must be a string`);
+      } else if (typeof given === 'string' && given.length > 0) gid = given;
+      else throw new EngineError(ErrorKind.Invalid, `${GLOBAL_ID_COLUMN} must be a non-empty string`);
     }
     this.#run(this.#insertSql(meta, columns), params);
     return gid;
   }
 
-  /** The INSERT statement for a table and column list, built (and checked) once per shape. */
-  #insertSql(meta: TableMeta, columns: string[]): string {
-    const key = `${meta.info.name}\u0000${columns.join('\u0000')}`;
-    let sql = this.#insertStatements.get(key);
-    if (sql === undefined) {
-      this.#checkColumns(meta, columns, meta.synced);
-      const t = quoteIdentifier(meta.info.name);
-      sql = columns.length === 0
-        ? `INSERT INTO ${t} DEFAULT VALUES`
-        : `INSERT INTO ${t} (${columns.map(quoteIdentifier).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
-      if (this.#insertStatements.size >= STATEMENT_CACHE_SIZE) this.#insertStatements.clear();
-      this.#insertStatements.set(key, sql);
-    }
-    return sql;
-  }
-
-  update(table: string, values: Row, where: Where): number {
+  update(table: string, values: Row, where: Where, whereParams?: readonly SqlValue[]): number {
     const meta = this.#table(table);
-    const columns = this.#checkColumns(meta, Object.keys(values), false);
+    const columns = this.#checkColumns(meta, definedKeys(values), meta.writable);
     if (columns.length === 0) throw new EngineError(ErrorKind.Invalid, 'update needs at least one column to set');
-    const [condition, whereParams] = this.#where(meta, where);
+    const [condition, conditionParams] = this.#where(meta, where, whereParams);
     const sql = `UPDATE ${quoteIdentifier(table)} SET ${columns.map((c) => `${quoteIdentifier(c)} = ?`).join(', ')} WHERE ${condition}`;
-    return this.#run(sql, [...columns.map((c) => values[c] ?? null), ...whereParams]).changes;
+    return this.#run(sql, [...columns.map((c) => values[c] as SqlValue), ...conditionParams]).changes;
   }
 
-  delete(table: string, where: Where): number {
+  delete(table: string, where: Where, whereParams?: readonly SqlValue[]): number {
     const meta = this.#table(table);
-    const [condition, whereParams] = this.#where(meta, where);
-    return this.#run(`DELETE FROM ${quoteIdentifier(table)} WHERE ${condition}`, whereParams).changes;
+    const [condition, conditionParams] = this.#where(meta, where, whereParams);
+    return this.#run(`DELETE FROM ${quoteIdentifier(table)} WHERE ${condition}`, conditionParams).changes;
   }
 
   begin(): void {
     this.#run('BEGIN IMMEDIATE');
+    this.#schemaChangedInTx = false;
   }
 
   commit(): void {
     this.#run('COMMIT');
+    this.#schemaChangedInTx = false;
   }
 
+  /** Rolls back the open transaction, if any (SQLite may have rolled it back already). */
   rollback(): void {
-    if (this.inTransaction) this.#db.exec('ROLLBACK');
-    this.#changedTables.clear();
+    if (this.inTransaction) {
+      this.#db.exec('ROLLBACK');
+      this.#changedTables.clear();
+    }
+    if (this.#schemaChangedInTx) this.#schemaRolledBack();
   }
 
   /** Runs `fn` with change capture off: what it writes is not recorded as local changes. */
@@ -245,35 +254,11 @@ export class Engine {
     }
   }
 
-  /**
-   * ps_capturing(), ps_tick() and ps_version(i), called by the triggers once per captured row. They are registered
-   * as raw WebAssembly callbacks taking and returning integers: the convenience wrapper's argument
-   * and string conversions cost more than the rest of the capture.
-   */
-  #registerCaptureFunctions(): void {
-    const { capi, wasm } = this.#sqlite3;
-    const capturing = wasm.installFunction('v(pip)', (ctx: number) => {
-      capi.sqlite3_result_int(ctx, this.#capturing ? 1 : 0);
-    });
-    const tick = wasm.installFunction('v(pip)', (ctx: number) => {
-      capi.sqlite3_result_int64(ctx, BigInt(this.clock.tick()));
-    });
-    const version = wasm.installFunction('v(pip)', (ctx: number, _argc: number, argv: number) => {
-      const table = this.#versionTables[capi.sqlite3_value_int(wasm.peekPtr(argv))] ?? '';
-      const next = (this.#versions.get(table) ?? 0) + 1;
-      this.#versions.set(table, next);
-      capi.sqlite3_result_int64(ctx, BigInt(next));
-    });
-    this.#functionPointers.push(capturing, tick, version);
-    capi.sqlite3_create_function_v2(this.#pointer, 'ps_capturing', 0, capi.SQLITE_UTF8, 0, capturing, 0, 0, 0);
-    capi.sqlite3_create_function_v2(this.#pointer, 'ps_tick', 0, capi.SQLITE_UTF8, 0, tick, 0, 0, 0);
-    capi.sqlite3_create_function_v2(this.#pointer, 'ps_version', 1, capi.SQLITE_UTF8, 0, version, 0, 0, 0);
-  }
-
   /** The tables a statement reads, as SQLite's authorizer reports them while preparing it. */
   readTables(sql: string): string[] {
-    const cached = this.#prepare(sql);
-    return [...cached.reads];
+    const entry = this.#prepare(sql);
+    if (entry.ddl) entry.stmt.finalize();
+    return [...entry.reads];
   }
 
   /**
@@ -290,24 +275,41 @@ export class Engine {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const { stmt } of this.#statements.values()) stmt.finalize();
-    this.#statements.clear();
+    this.#clearStatements();
     this.#sqlite3.capi.sqlite3_set_authorizer(this.#pointer, 0 as never, 0);
     this.#db.close();
     for (const pointer of this.#functionPointers) this.#sqlite3.wasm.uninstallFunction(pointer);
   }
 
-  // ---- statements ----
+  // ---- capture functions and the authorizer ----
 
-  get #pointer(): number {
-    const pointer = this.#db.pointer;
-    if (pointer === undefined) throw new EngineError(ErrorKind.Closed, 'the database is closed');
-    return pointer;
+  /**
+   * ps_capturing(), ps_tick() and ps_version(id), called by the triggers once per captured row. They
+   * are registered as raw WebAssembly callbacks taking and returning integers: the convenience
+   * wrapper's argument and string conversions cost more than the rest of the capture.
+   */
+  #registerCaptureFunctions(): void {
+    const { capi, wasm } = this.#sqlite3;
+    const capturing = wasm.installFunction('v(pip)', (ctx: number) => {
+      capi.sqlite3_result_int(ctx, this.#capturing ? 1 : 0);
+    });
+    const tick = wasm.installFunction('v(pip)', (ctx: number) => {
+      capi.sqlite3_result_int64(ctx, BigInt(this.clock.tick()));
+    });
+    const version = wasm.installFunction('v(pip)', (ctx: number, _argc: number, argv: number) => {
+      const table = this.#tablesById.get(capi.sqlite3_value_int(wasm.peekPtr(argv))) ?? '';
+      const next = (this.#versions.get(table) ?? 0) + 1;
+      this.#versions.set(table, next);
+      capi.sqlite3_result_int64(ctx, BigInt(next));
+    });
+    this.#functionPointers.push(capturing, tick, version);
+    capi.sqlite3_create_function_v2(this.#pointer, 'ps_capturing', 0, capi.SQLITE_UTF8, 0, capturing, 0, 0, 0);
+    capi.sqlite3_create_function_v2(this.#pointer, 'ps_tick', 0, capi.SQLITE_UTF8, 0, tick, 0, 0, 0);
+    capi.sqlite3_create_function_v2(this.#pointer, 'ps_version', 1, capi.SQLITE_UTF8, 0, version, 0, 0, 0);
   }
 
   #installAuthorizer(): void {
-    const capi = this.#sqlite3.capi;
-    capi.sqlite3_set_authorizer(
+    this.#sqlite3.capi.sqlite3_set_authorizer(
       this.#pointer,
       (_arg, action, arg1, arg2) => {
         const collector = this.#collector;
@@ -317,14 +319,22 @@ export class Engine {
           collector.writes.add(arg1);
         } else if (DDL_ACTIONS.has(action)) {
           collector.ddl = true;
-          // For ALTER TABLE the table is the second argument; for the others, the first or second.
-          const table = action === SQLITE_ALTER_TABLE ? arg2 : action === SQLITE_CREATE_TABLE || action === SQLITE_DROP_TABLE ? arg1 : arg2;
+          // The table is the first argument for CREATE/DROP TABLE, the second for the others.
+          const table = action === SQLITE_CREATE_TABLE || action === SQLITE_DROP_TABLE ? arg1 : arg2;
           if (table && !table.startsWith('sqlite_')) collector.writes.add(table);
         }
         return 0;
       },
       0,
     );
+  }
+
+  // ---- statements ----
+
+  get #pointer(): number {
+    const pointer = this.#db.pointer;
+    if (pointer === undefined) throw new EngineError(ErrorKind.Closed, 'the database is closed');
+    return pointer;
   }
 
   #prepare(sql: string): CachedStatement {
@@ -346,7 +356,7 @@ export class Engine {
       this.#collector = null;
     }
     const entry: CachedStatement = { stmt, reads: collector.reads, writes: collector.writes, ddl: collector.ddl };
-    // DDL statements are not worth keeping: the schema they change invalidates them anyway.
+    // DDL statements are not kept: they run once, and change the schema under everything cached.
     if (!entry.ddl) {
       this.#statements.set(sql, entry);
       if (this.#statements.size > STATEMENT_CACHE_SIZE) {
@@ -358,10 +368,26 @@ export class Engine {
     return entry;
   }
 
+  #clearStatements(): void {
+    for (const { stmt } of this.#statements.values()) stmt.finalize();
+    this.#statements.clear();
+  }
+
   #run(sql: string, params?: Params): ExecuteResult {
     if (this.#closed) throw new EngineError(ErrorKind.Closed, 'the database is closed');
-    if (params === undefined && hasSeveralStatements(sql)) return this.#runScript(sql);
+    if (!this.#statements.has(sql)) {
+      const statements = splitStatements(this.#sqlite3, sql);
+      if (statements.length > 1) {
+        if (params !== undefined) throw new EngineError(ErrorKind.Invalid, 'parameters can only be given with a single statement');
+        return this.#runScript(statements);
+      }
+    }
     const entry = this.#prepare(sql);
+    if (entry.ddl) return this.#runDdl(entry, params);
+    return this.#step(entry, params);
+  }
+
+  #step(entry: CachedStatement, params: Params | undefined): ExecuteResult {
     const { stmt } = entry;
     const capi = this.#sqlite3.capi;
     const before = capi.sqlite3_total_changes(this.#pointer);
@@ -375,23 +401,66 @@ export class Engine {
       // The raw reset: oo1's reset() re-throws the step's error, hiding the one raised above.
       capi.sqlite3_reset(stmt.pointer as number);
       capi.sqlite3_clear_bindings(stmt.pointer as number);
-      if (entry.ddl) stmt.finalize();
     }
     const changed = capi.sqlite3_total_changes(this.#pointer) !== before;
-    if (changed || entry.ddl) for (const table of entry.writes) this.#changedTables.add(table);
-    if (entry.ddl) this.#afterSchemaChange();
+    if (changed) for (const table of entry.writes) this.#changedTables.add(table);
     return {
       rows,
       changes: changed ? capi.sqlite3_changes(this.#pointer) : 0,
-      lastInsertRowid: Number(capi.sqlite3_last_insert_rowid(this.#pointer)),
+      lastInsertRowid: safeInteger(capi.sqlite3_last_insert_rowid(this.#pointer)),
     };
   }
 
-  /** Several statements without parameters (a script): run them one by one through #run. */
-  #runScript(sql: string): ExecuteResult {
-    let last: ExecuteResult = { rows: [], changes: 0, lastInsertRowid: 0 };
-    for (const statement of splitStatements(this.#sqlite3, sql)) last = this.#run(statement, []);
-    return last;
+  /** A schema change: with PocketSync's triggers out of the way, and capture re-installed after. */
+  #runDdl(entry: CachedStatement, params: Params | undefined): ExecuteResult {
+    try {
+      return this.#inSavepoint(() => {
+        this.#dropAllTriggers();
+        const result = this.#step(entry, params);
+        try {
+          this.#installCapture({ tolerateMissing: true });
+        } catch (error) {
+          if (error instanceof EngineError) throw error;
+          throw new EngineError(ErrorKind.Database, `the statement was undone: PocketSync could not capture changes after it (${sqliteMessage(error)})`);
+        }
+        for (const table of entry.writes) this.#changedTables.add(table);
+        return result;
+      });
+    } finally {
+      entry.stmt.finalize();
+      if (this.inTransaction) this.#schemaChangedInTx = true;
+    }
+  }
+
+  #runScript(statements: string[]): ExecuteResult {
+    return this.#inSavepoint(() => {
+      let last: ExecuteResult = { rows: [], changes: 0, lastInsertRowid: 0 };
+      for (const statement of statements) last = this.#run(statement);
+      return last;
+    });
+  }
+
+  /** Runs `fn` inside a savepoint: all of it lands, or none of it (and the schema state is restored). */
+  #inSavepoint<T>(fn: () => T): T {
+    this.#db.exec('SAVEPOINT __pocketsync_statement');
+    try {
+      const result = fn();
+      this.#db.exec('RELEASE __pocketsync_statement');
+      return result;
+    } catch (error) {
+      if (this.inTransaction) {
+        this.#db.exec('ROLLBACK TO __pocketsync_statement; RELEASE __pocketsync_statement');
+      }
+      this.#schemaRolledBack();
+      throw error;
+    }
+  }
+
+  /** The schema went back to an earlier state: re-read the table metadata it implies. */
+  #schemaRolledBack(): void {
+    this.#schemaChangedInTx = false;
+    this.#clearStatements();
+    this.#loadTables({ tolerateMissing: true });
   }
 
   // ---- schema, migrations, capture ----
@@ -421,7 +490,7 @@ export class Engine {
           this.#schemaVersion = schema.version;
         }
       }
-      this.#installCapture(this.#only);
+      this.#installCapture({ tolerateMissing: false });
       db.exec('COMMIT');
     } catch (error) {
       db.exec('ROLLBACK');
@@ -438,65 +507,106 @@ export class Engine {
     for (const name of triggers) this.#db.exec(`DROP TRIGGER IF EXISTS ${quoteIdentifier(text(name))}`);
   }
 
-  /** (Re)installs ps_global_id and the triggers on every synced table; refreshes table metadata. */
-  #installCapture(only: readonly string[] | undefined): void {
+  /**
+   * (Re)installs ps_global_id and the triggers on every synced table, then re-reads table metadata.
+   * At open a listed table that does not exist is an error; after a runtime DROP or RENAME it is
+   * simply no longer synced.
+   */
+  #installCapture({ tolerateMissing }: { tolerateMissing: boolean }): void {
     const db = this.#db;
-    const userTables = db
+    this.#dropAllTriggers();
+    for (const name of this.#syncedNames(tolerateMissing)) {
+      this.#ensureGlobalId(name);
+      db.exec({
+        sql: `INSERT OR IGNORE INTO __pocketsync_version (table_name, table_id)
+              VALUES (?, (SELECT coalesce(max(table_id), 0) + 1 FROM __pocketsync_version))`,
+        bind: [name],
+      });
+    }
+    this.#loadTables({ tolerateMissing });
+    for (const meta of this.#tables.values()) {
+      if (!meta.synced) continue;
+      this.#backfill(meta.info);
+      db.exec(createTriggersSql(meta.info, this.deviceId));
+    }
+    this.#clearStatements();
+  }
+
+  #userTables(): string[] {
+    return this.#db
       .selectValues("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")
       .map(text)
       .filter((name) => !isSystemName(name));
-    if (only) {
-      const missing = only.filter((name) => !userTables.includes(name));
-      if (missing.length > 0) throw new EngineError(ErrorKind.Schema, `tables to sync do not exist: ${missing.join(', ')}`);
+  }
+
+  #syncedNames(tolerateMissing: boolean): string[] {
+    const userTables = this.#userTables();
+    if (!this.#only) return userTables;
+    const missing = this.#only.filter((name) => !userTables.includes(name));
+    if (missing.length > 0 && !tolerateMissing) {
+      throw new EngineError(ErrorKind.Schema, `tables to sync do not exist: ${missing.join(', ')}`);
     }
-    const synced = new Set(only ?? userTables);
-    this.#dropAllTriggers();
+    return this.#only.filter((name) => userTables.includes(name));
+  }
+
+  /** Table metadata from the schema as it is now (reads only). */
+  #loadTables({ tolerateMissing }: { tolerateMissing: boolean }): void {
+    const synced = new Set(this.#syncedNames(tolerateMissing));
+    const ids = new Map(
+      this.#db.selectArrays('SELECT table_name, table_id FROM __pocketsync_version').map(([name, id]) => [text(name), Number(id)]),
+    );
     const tables = new Map<string, TableMeta>();
-    const versionTables: string[] = [];
-    for (const name of userTables) {
-      const isSynced = synced.has(name);
-      if (isSynced) {
-        this.#ensureGlobalId(name);
-        versionTables.push(name);
-      }
-      const info = this.#tableInfo(name, versionTables.length - 1);
-      if (isSynced) {
-        this.#versionTables = versionTables;
-        this.#backfill(info);
-        db.exec(createTriggersSql(info, this.deviceId));
-      }
-      tables.set(name, { info, columns: new Set(info.columns), synced: isSynced });
+    const tablesById = new Map<number, string>();
+    for (const name of this.#userTables()) {
+      const id = ids.get(name);
+      const isSynced = synced.has(name) && id !== undefined;
+      const info = this.#tableInfo(name, id ?? 0);
+      if (isSynced) tablesById.set(info.id, name);
+      const all = this.#db.selectValues('SELECT name FROM pragma_table_xinfo(?)', [name]).map(text);
+      tables.set(name, { info, writable: new Set(info.columns), testable: new Set(all), synced: isSynced });
     }
     this.#tables = tables;
-    this.#versionTables = versionTables;
+    this.#tablesById = tablesById;
     this.#insertStatements.clear();
   }
 
-  #tableInfo(name: string, index: number): TableInfo {
+  #tableInfo(name: string, id: number): TableInfo {
     const columns = this.#db.selectObjects('SELECT name, pk, hidden FROM pragma_table_xinfo(?)', [name]);
-    const withoutRowid = Boolean(
-      this.#db.selectValue("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", [name]),
-    );
+    const names = new Set(columns.map((c) => text(c.name)));
+    const withoutRowid = Boolean(this.#db.selectValue("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", [name]));
     const keyColumns = columns
       .filter((c) => Number(c.pk) > 0)
       .sort((a, b) => Number(a.pk) - Number(b.pk))
       .map((c) => text(c.name));
+    const rowidAlias = withoutRowid ? null : (ROWID_ALIASES.find((alias) => !names.has(alias)) ?? null);
+    if (!withoutRowid && rowidAlias === null) {
+      throw new EngineError(ErrorKind.Schema, `table ${name} has columns named rowid, _rowid_ and oid, which hides its rowid from PocketSync`);
+    }
     return {
       name,
-      index,
+      id,
       // hidden: 0 = ordinary, 1 = virtual-table hidden, 2/3 = generated (derived, never synced).
       columns: columns.filter((c) => Number(c.hidden) === 0 && c.name !== GLOBAL_ID_COLUMN).map((c) => text(c.name)),
+      rowidAlias,
       withoutRowidKey: withoutRowid ? keyColumns : null,
     };
   }
 
+  /** The ps_global_id column and its unique index, named after the table (moved after a RENAME). */
   #ensureGlobalId(table: string): void {
     const db = this.#db;
     const has = db.selectValue('SELECT 1 FROM pragma_table_xinfo(?) WHERE name = ?', [table, GLOBAL_ID_COLUMN]);
     if (!has) db.exec(`ALTER TABLE ${quoteIdentifier(table)} ADD COLUMN ${GLOBAL_ID_COLUMN} TEXT`);
-    db.exec(
-      `CREATE UNIQUE INDEX IF NOT EXISTS ${quoteIdentifier(globalIdIndexName(table))} ON ${quoteIdentifier(table)} (${GLOBAL_ID_COLUMN})`,
+    const wanted = globalIdIndexName(table);
+    // Our indexes that are on this table under another name (it was renamed), or that carry this
+    // table's name but sit on another table (that one was renamed away): dropped, then re-created.
+    const stale = db.selectValues(
+      `SELECT name FROM sqlite_schema WHERE type = 'index' AND substr(name, 1, ?1) = ?2 AND substr(name, -?3) = ?4
+         AND ((tbl_name = ?5 AND name <> ?6) OR (tbl_name <> ?5 AND name = ?6))`,
+      [SYSTEM_PREFIX.length, SYSTEM_PREFIX, GLOBAL_ID_INDEX_SUFFIX.length, GLOBAL_ID_INDEX_SUFFIX, table, wanted],
     );
+    for (const name of stale) db.exec(`DROP INDEX ${quoteIdentifier(text(name))}`);
+    db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS ${quoteIdentifier(wanted)} ON ${quoteIdentifier(table)} (${GLOBAL_ID_COLUMN})`);
   }
 
   /** Rows without a ps_global_id (pre-existing, or inserted while triggers were off) get one and are recorded once as inserts. */
@@ -518,11 +628,6 @@ export class Engine {
     this.#changedTables.add(info.name).add('__pocketsync_changes');
   }
 
-  #afterSchemaChange(): void {
-    // A table created or altered outside a migration: capture it from now on (tables option permitting).
-    this.#installCapture(this.#only);
-  }
-
   // ---- typed-API helpers ----
 
   #table(name: string): TableMeta {
@@ -531,26 +636,58 @@ export class Engine {
     return meta;
   }
 
-  #checkColumns(meta: TableMeta, columns: string[], allowGlobalId: boolean): string[] {
+  #checkColumns(meta: TableMeta, columns: string[], allowed: ReadonlySet<string>): string[] {
     for (const column of columns) {
-      if (!meta.columns.has(column) && !(allowGlobalId && column === GLOBAL_ID_COLUMN)) {
-        throw new EngineError(ErrorKind.Invalid, `table ${meta.info.name} has no column named ${column}`);
-      }
+      if (!allowed.has(column)) throw new EngineError(ErrorKind.Invalid, `table ${meta.info.name} has no column named ${column}`);
     }
     return columns;
   }
 
-  #where(meta: TableMeta, where: Where): [string, SqlValue[]] {
-    if ('sql' in where && typeof where.sql === 'string') {
-      const params = (where as { params?: unknown }).params ?? [];
-      if (!Array.isArray(params)) throw new EngineError(ErrorKind.Invalid, 'where.params must be an array');
-      return [`(${where.sql})`, params as SqlValue[]];
+  /** The INSERT statement for a table and column list, built (and checked) once per shape. */
+  #insertSql(meta: TableMeta, columns: string[]): string {
+    const key = `${meta.info.name}\u0000${columns.join('\u0000')}`;
+    let sql = this.#insertStatements.get(key);
+    if (sql === undefined) {
+      const allowed = meta.synced ? new Set([...meta.writable, GLOBAL_ID_COLUMN]) : meta.writable;
+      this.#checkColumns(meta, columns, allowed);
+      const t = quoteIdentifier(meta.info.name);
+      sql =
+        columns.length === 0
+          ? `INSERT INTO ${t} DEFAULT VALUES`
+          : `INSERT INTO ${t} (${columns.map(quoteIdentifier).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
+      if (this.#insertStatements.size >= STATEMENT_CACHE_SIZE) this.#insertStatements.clear();
+      this.#insertStatements.set(key, sql);
     }
-    const entries = Object.entries(where as Record<string, SqlValue>);
-    if (entries.length === 0) throw new EngineError(ErrorKind.Invalid, 'where needs at least one column (use { sql: "1" } to match every row)');
-    const columns = this.#checkColumns(meta, entries.map(([c]) => c), true);
+    return sql;
+  }
+
+  /** A where clause: column equalities (null meaning IS NULL), or a SQL condition with its params. */
+  #where(meta: TableMeta, where: Where, params: readonly SqlValue[] | undefined): [string, SqlValue[]] {
+    if (typeof where === 'string') {
+      if (where.trim() === '') throw new EngineError(ErrorKind.Invalid, "where must not be empty (use '1' to match every row)");
+      if (params !== undefined && !Array.isArray(params)) throw new EngineError(ErrorKind.Invalid, 'where parameters must be an array');
+      return [`(${where})`, params === undefined ? [] : Array.from<SqlValue>(params)];
+    }
+    if (where === null || typeof where !== 'object') throw new EngineError(ErrorKind.Invalid, 'where must be an object of column values or a SQL condition');
+    const entries = Object.entries(where);
+    if (entries.length === 0) throw new EngineError(ErrorKind.Invalid, "where needs at least one column (use '1' to match every row)");
+    for (const [column, value] of entries) {
+      if (value === undefined) throw new EngineError(ErrorKind.Invalid, `where.${column} is undefined`);
+    }
+    const columns = this.#checkColumns(meta, entries.map(([c]) => c), meta.testable);
     return [columns.map((c) => `${quoteIdentifier(c)} IS ?`).join(' AND '), entries.map(([, v]) => v)];
   }
+}
+
+/** A 64-bit integer as a number when that is exact, else as a bigint. */
+function safeInteger(value: number | bigint): number | bigint {
+  return typeof value === 'bigint' && value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(value) : value;
+}
+
+/** The keys of an object whose values are not undefined (an undefined value means "not given"). */
+function definedKeys(values: Row): string[] {
+  if (values === null || typeof values !== 'object') throw new EngineError(ErrorKind.Invalid, 'values must be an object');
+  return Object.keys(values).filter((key) => values[key] !== undefined);
 }
 
 /** A TEXT value read back from SQLite's own catalog. */
@@ -576,22 +713,26 @@ function pendingMigrations(schema: Schema, current: number): Schema['migrations'
   return schema.migrations.filter((step) => step.version > current);
 }
 
-function hasSeveralStatements(sql: string): boolean {
-  // A cheap pre-check; the real split is SQLite's own (sqlite3_complete / prepare tail).
-  return sql.includes(';') && sql.trim().replace(/;+\s*$/, '').includes(';');
+/** Removes comments, to tell a piece of SQL that holds nothing but comments and semicolons. */
+function isBlank(sql: string): boolean {
+  return sql.replace(/--[^\n]*|\/\*[\s\S]*?(\*\/|$)/g, '').replace(/;/g, '').trim() === '';
 }
 
-/** Splits a script into statements with SQLite's own parser (the prepare tail), not a regex. */
-function splitStatements(sqlite3: Sqlite3Static, sql: string): string[] {
+/**
+ * Splits SQL into statements where SQLite itself says one is complete (sqlite3_complete, which knows
+ * about strings, comments and trigger bodies), dropping pieces that hold only comments.
+ */
+export function splitStatements(sqlite3: Sqlite3Static, sql: string): string[] {
+  if (!sql.includes(';')) return [sql];
   const statements: string[] = [];
   let current = '';
-  for (const piece of sql.split(';')) {
-    current += piece + ';';
-    if (sqlite3.capi.sqlite3_complete(current)) {
-      if (current.trim() !== ';') statements.push(current);
+  const pieces = sql.split(';');
+  pieces.forEach((piece, i) => {
+    current += i < pieces.length - 1 ? `${piece};` : piece;
+    if (i === pieces.length - 1 || sqlite3.capi.sqlite3_complete(current)) {
+      if (!isBlank(current)) statements.push(current);
       current = '';
     }
-  }
-  if (current.replace(/;$/, '').trim() !== '') statements.push(current.replace(/;$/, ''));
-  return statements;
+  });
+  return statements.length > 0 ? statements : [sql];
 }

@@ -8,7 +8,8 @@
  *   Only the triggers write it, every column always; it declares no NOT NULL or CHECK constraint
  *   because each one makes every captured write pay for a statement journal (bench/capture.ts).
  * - __pocketsync_version: the per-table version counters as of the last pruning of the change log;
- *   the live counter of a table is the larger of this and its newest version in the log.
+ *   the live counter of a table is the larger of this and its newest version in the log. Each synced
+ *   table also gets a stable `table_id` here, which its triggers pass to ps_version().
  * - __pocketsync_device_state: a single row: this database's device id, the server cursor, the last
  *   sync time and the newest clock this device has issued or seen.
  * - __pocketsync_processed_changes: ids of remote changes already applied, so none applies twice.
@@ -27,6 +28,7 @@ CREATE TABLE IF NOT EXISTS __pocketsync_changes (
 );
 CREATE TABLE IF NOT EXISTS __pocketsync_version (
   table_name TEXT PRIMARY KEY,
+  table_id INTEGER NOT NULL UNIQUE,
   version INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS __pocketsync_device_state (

@@ -5,8 +5,8 @@
  * Cost is the point of most choices here (bench/capture.ts measures it):
  * - The triggers call two functions the engine registers, once each per captured row, both
  *   returning integers (the cheapest values to pass out of JavaScript): ps_tick(), the next
- *   hybrid-logical-clock stamp, packed (hlc.ts), and ps_version(i), the next version of synced table
- *   number i. No subquery, no extra statement on the common path.
+ *   hybrid-logical-clock stamp, packed (hlc.ts), and ps_version(id), the next version of the synced
+ *   table with that id. No subquery, no extra statement on the common path.
  * - An insert that supplies `ps_global_id` (the typed API does) fires only the plain insert
  *   trigger. One that does not (raw SQL, a migration) fires the other one, which first assigns the
  *   id; that self-update changes no user column, so the update trigger, whose WHEN clause requires a
@@ -24,10 +24,12 @@ import { quoteIdentifier as id, quoteLiteral as lit, SYSTEM_PREFIX } from './sql
 
 export interface TableInfo {
   readonly name: string;
-  /** This table's number for ps_version(). */
-  readonly index: number;
+  /** The table's stable id in __pocketsync_version, passed to ps_version(). */
+  readonly id: number;
   /** User columns in declaration order, without ps_global_id and generated columns. */
   readonly columns: readonly string[];
+  /** A name for the rowid that no column shadows (rowid, _rowid_ or oid); null WITHOUT ROWID. */
+  readonly rowidAlias: string | null;
   /** Primary-key columns of a WITHOUT ROWID table; null for a rowid table. */
   readonly withoutRowidKey: readonly string[] | null;
 }
@@ -41,8 +43,10 @@ export function triggerNames(table: string): string[] {
   return TRIGGER_KINDS.map((kind) => `${SYSTEM_PREFIX}${table}_${kind}`);
 }
 
+export const GLOBAL_ID_INDEX_SUFFIX = '_global_id';
+
 export function globalIdIndexName(table: string): string {
-  return `${SYSTEM_PREFIX}${table}_global_id`;
+  return `${SYSTEM_PREFIX}${table}${GLOBAL_ID_INDEX_SUFFIX}`;
 }
 
 /**
@@ -59,8 +63,8 @@ export function rowJsonSql(columns: readonly string[], ref: 'NEW.' | 'OLD.' | ''
 
 /** The columns that identify the row a trigger fired for. */
 function rowMatch(table: TableInfo): string {
-  if (table.withoutRowidKey === null) return 'rowid = NEW.rowid';
-  return table.withoutRowidKey.map((column) => `${id(column)} IS NEW.${id(column)}`).join(' AND ');
+  if (table.rowidAlias !== null) return `${table.rowidAlias} = NEW.${table.rowidAlias}`;
+  return (table.withoutRowidKey ?? []).map((column) => `${id(column)} IS NEW.${id(column)}`).join(' AND ');
 }
 
 /**
@@ -68,7 +72,7 @@ function rowMatch(table: TableInfo): string {
  * come from that row source (`SELECT ... FROM <from>`) instead of a trigger's NEW/OLD.
  */
 export function recordChangeSql(table: TableInfo, deviceId: string, gid: string, op: string, payload: string, from?: string): string {
-  const values = `${NEW_GLOBAL_ID_SQL}, ${lit(table.name)}, ${gid}, '${op}', ${payload}, ${formatClockSql('ps_tick()', lit(deviceId))}, ps_version(${table.index})`;
+  const values = `${NEW_GLOBAL_ID_SQL}, ${lit(table.name)}, ${gid}, '${op}', ${payload}, ${formatClockSql('ps_tick()', lit(deviceId))}, ps_version(${table.id})`;
   const into = 'INSERT INTO __pocketsync_changes (change_id, table_name, ps_global_id, operation, payload, clock, version)';
   return from === undefined ? `${into} VALUES (${values})` : `${into} SELECT ${values} FROM ${from}`;
 }

@@ -57,13 +57,26 @@ export function createWorkerApi(): WorkerApi {
     for (const resolve of resume) resolve();
   }
 
+  /**
+   * SQLite can end a transaction on its own (RAISE(ROLLBACK), OR ROLLBACK, a full disk), and raw SQL
+   * can COMMIT it. Its later calls must then fail, not run one by one in autocommit mode.
+   */
+  function checkTransactionAlive(tx: TxId | undefined): void {
+    if (tx === undefined || tx !== activeTx || engine === null || engine.inTransaction) return;
+    endTransaction();
+    engine.rollback();
+  }
+
   async function run<T>(tx: TxId | undefined, fn: (engine: Engine) => T): Promise<Result<T>> {
     try {
+      checkTransactionAlive(tx);
       await turn(tx);
       const value = fn(current());
+      checkTransactionAlive(tx);
       notify();
       return { ok: true, value };
     } catch (error) {
+      checkTransactionAlive(tx);
       notify();
       return { ok: false, error: toErrorData(error) };
     }
@@ -108,8 +121,8 @@ export function createWorkerApi(): WorkerApi {
     execute: (sql, params, tx) => run(tx, (e) => e.execute(sql, params)),
     query: (sql, params, tx) => run<Row[]>(tx, (e) => e.query(sql, params)),
     insert: (table, values, tx) => run(tx, (e) => e.insert(table, values)),
-    update: (table, values, where, tx) => run(tx, (e) => e.update(table, values, where)),
-    delete: (table, where, tx) => run(tx, (e) => e.delete(table, where)),
+    update: (table, values, where, whereParams, tx) => run(tx, (e) => e.update(table, values, where, whereParams)),
+    delete: (table, where, whereParams, tx) => run(tx, (e) => e.delete(table, where, whereParams)),
     readTables: (sql) => run(undefined, (e) => e.readTables(sql)),
     async begin() {
       return run(undefined, (e) => {
@@ -136,16 +149,20 @@ export function createWorkerApi(): WorkerApi {
       if (activeTx === tx) endTransaction();
       return result;
     },
-    async close() {
+    close() {
       try {
-        await turn(undefined);
+        // An open transaction is rolled back; calls waiting on it then find the database closed.
+        if (activeTx !== null) {
+          engine?.rollback();
+          endTransaction();
+        }
         engine?.close();
         engine = null;
         port?.close();
         port = null;
-        return { ok: true, value: undefined };
+        return Promise.resolve({ ok: true, value: undefined });
       } catch (error) {
-        return { ok: false, error: toErrorData(error) };
+        return Promise.resolve({ ok: false, error: toErrorData(error) });
       }
     },
   };

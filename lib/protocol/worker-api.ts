@@ -15,8 +15,11 @@ export type SqlValue = string | number | bigint | null | Uint8Array;
 export type Row = Record<string, SqlValue>;
 export type Params = readonly SqlValue[] | Readonly<Record<string, SqlValue>>;
 
-/** Rows to update or delete: column equality (`{ id: 3 }`, null meaning IS NULL), or a SQL condition. */
-export type Where = Readonly<Record<string, SqlValue>> | { readonly sql: string; readonly params?: readonly SqlValue[] };
+/**
+ * Rows to update or delete: column equalities (`{ id: 3 }`, null meaning IS NULL), or a SQL
+ * condition (`'done = ? AND due < ?'`) whose parameters follow as `whereParams`.
+ */
+export type Where = Readonly<Record<string, SqlValue>> | string;
 
 export type StorageKind = 'opfs-sahpool' | 'opfs' | 'memory';
 
@@ -52,7 +55,7 @@ export interface OpenResult {
 }
 
 export interface ExecuteResult {
-  /** Rows changed by the statement (including through triggers for DELETE/UPDATE of the target table only). */
+  /** Rows the statement inserted, updated or deleted (as sqlite3_changes counts them). */
   readonly changes: number;
   readonly lastInsertRowid: number | bigint;
   /** Rows the statement returned (a SELECT or a RETURNING clause). */
@@ -74,8 +77,8 @@ export interface WorkerApi {
   query(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<Row[]>>;
   /** Resolves to the new row's ps_global_id, or null for a table that does not sync. */
   insert(table: string, values: Row, tx?: TxId): Promise<Result<string | null>>;
-  update(table: string, values: Row, where: Where, tx?: TxId): Promise<Result<number>>;
-  delete(table: string, where: Where, tx?: TxId): Promise<Result<number>>;
+  update(table: string, values: Row, where: Where, whereParams: readonly SqlValue[] | undefined, tx?: TxId): Promise<Result<number>>;
+  delete(table: string, where: Where, whereParams: readonly SqlValue[] | undefined, tx?: TxId): Promise<Result<number>>;
   begin(): Promise<Result<TxId>>;
   commit(tx: TxId): Promise<Result<void>>;
   rollback(tx: TxId): Promise<Result<void>>;
