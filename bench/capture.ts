@@ -6,16 +6,14 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import init from '@sqlite.org/sqlite-wasm';
-import { chromium } from 'playwright-core';
 import { build } from 'vite';
+import { CHROMIUM_PATH as CHROMIUM, launchChromium } from '../scripts/chromium.js';
 import { createStaticSite, listen } from '../server/static-site.js';
 import { Engine } from '../worker/engine.js';
 import { CAPTURE_SCHEMA, CAPTURE_TABLES, median, medianRatio, runCaptureWorkload, type CaptureSizes, type CaptureTimings } from './capture-workload.js';
 import { report, type Metric } from './report.js';
 import type { BenchOptions } from './run.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 async function inNode(sizes: CaptureSizes): Promise<CaptureTimings> {
   const sqlite3 = await init();
@@ -30,7 +28,7 @@ async function inChromium(sizes: CaptureSizes): Promise<CaptureTimings> {
   const root = fileURLToPath(new URL('./browser/', import.meta.url));
   await build({ configFile: fileURLToPath(new URL('./browser/vite.config.ts', import.meta.url)), root });
   const site = await listen(createStaticSite(`${root}dist`));
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  const browser = await launchChromium();
   try {
     const page = await (await browser.newContext()).newPage();
     await page.goto(site.url);

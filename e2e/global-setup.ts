@@ -5,9 +5,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
+import { CHROMIUM_PATH as CHROMIUM } from '../scripts/chromium.js';
 import { createStaticSite, listen } from '../server/static-site.js';
-
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,18 +1,8 @@
 /** Real Chromium through playwright-core: one browser per test file, a fresh context per device. */
 import { mkdirSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
-
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { launchChromium } from '../../scripts/chromium.js';
 
 export const demoUrl = inject('demoUrl');
 const executablePath = inject('chromium');
@@ -24,7 +14,7 @@ const contexts: BrowserContext[] = [];
 
 export function useBrowser(): void {
   beforeAll(async () => {
-    if (executablePath) browser = await chromium.launch({ executablePath, args: FLAGS });
+    if (executablePath) browser = await launchChromium(executablePath);
   });
   afterEach(async () => {
     await Promise.all(contexts.splice(0).map((context) => context.close()));
