@@ -41,6 +41,8 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     await page.getByRole('checkbox', { name: 'bread' }).check();
     await page.waitForFunction(() => document.querySelector('li.done') !== null);
     await screenshot(page, 'local-1-three-todos');
+    const deviceId = await page.evaluate(() => (window as unknown as DemoWindow).pocketSync.deviceId);
+    expect(deviceId).toMatch(/^[0-9a-f]{16}$/);
 
     await page.reload();
     await page.getByRole('listitem').nth(2).waitFor();
@@ -49,6 +51,11 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     const rows = await query(page, 'SELECT title, done, ps_global_id FROM todos ORDER BY id');
     expect(rows.map((r) => [r.title, r.done])).toEqual([['milk', 0], ['bread', 1], ['eggs', 0]]);
     expect(rows.every((r) => typeof r.ps_global_id === 'string' && r.ps_global_id.length === 32)).toBe(true);
+    // The device keeps its identity across reloads (and another profile gets another one).
+    expect(await page.evaluate(() => (window as unknown as DemoWindow).pocketSync.deviceId)).toBe(deviceId);
+    const other = await (await newDevice()).newPage();
+    await openDemo(other);
+    expect(await other.evaluate(() => (window as unknown as DemoWindow).pocketSync.deviceId)).not.toBe(deviceId);
     const ops = await query(page, 'SELECT operation FROM __pocketsync_changes ORDER BY id');
     expect(ops.map((r) => r.operation)).toEqual(['insert', 'insert', 'insert', 'update']);
     await screenshot(page, 'local-2-after-reload');

@@ -17,6 +17,12 @@ describe('PocketSync.initialize', () => {
     expect([...ps.syncedTables].sort()).toEqual(['notes', 'todos']);
   });
 
+  it('gives each new database its own random device id', async () => {
+    const [a, b] = await Promise.all([openInstance({ schema }), openInstance({ schema })]);
+    expect(a.deviceId).not.toBe(b.deviceId);
+    expect(await a.database.query('SELECT device_id FROM __pocketsync_device_state')).toEqual([{ device_id: a.deviceId }]);
+  });
+
   it('fails with kind schema when a migration fails, and with kind invalid without a dbName', async () => {
     const bad = { version: 1, migrations: [{ version: 1, sql: ['CREATE TABLE broken ('] }] };
     await expect(openInstance({ schema: bad })).rejects.toMatchObject({ kind: ErrorKind.Schema, message: expect.stringContaining('incomplete input') });
