@@ -394,8 +394,22 @@ export class Engine {
     const rows: Row[] = [];
     try {
       if (params !== undefined && (!Array.isArray(params) || params.length > 0)) stmt.bind(params as never);
-      while (stmt.step()) rows.push(stmt.get({}) as Row);
+      // The raw step: oo1's step() also prints every failure to the console, and a failing
+      // statement (a constraint, say) is an answer to the caller, not something to log.
+      const pointer = stmt.pointer as number;
+      let names: string[] | null = null;
+      for (;;) {
+        const rc = capi.sqlite3_step(pointer);
+        if (rc === capi.SQLITE_DONE) break;
+        if (rc !== capi.SQLITE_ROW) throw new EngineError(ErrorKind.Database, capi.sqlite3_errmsg(this.#pointer));
+        // Names are read per run, not cached: a SELECT * grows when a column is added.
+        names ??= Array.from({ length: capi.sqlite3_column_count(pointer) }, (_, i) => capi.sqlite3_column_name(pointer, i) ?? '');
+        const row: Row = {};
+        for (let i = 0; i < names.length; i++) row[names[i] as string] = capi.sqlite3_column_js(pointer, i) as SqlValue;
+        rows.push(row);
+      }
     } catch (error) {
+      if (error instanceof EngineError) throw error;
       throw new EngineError(ErrorKind.Database, sqliteMessage(error));
     } finally {
       // The raw reset: oo1's reset() re-throws the step's error, hiding the one raised above.
