@@ -27,6 +27,7 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import type { ExecuteResult, Params, Row, Schema, SqlValue, Where } from '../lib/protocol/worker-api.js';
 import { EngineError, sqliteMessage } from './engine-error.js';
 import { HybridLogicalClock } from './hlc.js';
+import { RawSqlite } from './raw-sqlite.js';
 import { isSystemName, quoteIdentifier, SYSTEM_PREFIX } from './sql.js';
 import { SYSTEM_TABLES_SQL } from './system-tables.js';
 import {
@@ -111,6 +112,7 @@ export class Engine {
   readonly clock: HybridLogicalClock;
   readonly #sqlite3: Sqlite3Static;
   readonly #db: SqliteDb;
+  readonly #raw: RawSqlite;
   readonly #statements = new Map<string, CachedStatement>();
   /** INSERT SQL by table and column list (cleared whenever table metadata is rebuilt). */
   readonly #insertStatements = new Map<string, string>();
@@ -137,6 +139,7 @@ export class Engine {
   private constructor(sqlite3: Sqlite3Static, db: SqliteDb, options: EngineOptions) {
     this.#sqlite3 = sqlite3;
     this.#db = db;
+    this.#raw = new RawSqlite(sqlite3);
     this.#only = options.tables;
     this.#registerCaptureFunctions();
     this.#installAuthorizer();
@@ -171,7 +174,7 @@ export class Engine {
   }
 
   get inTransaction(): boolean {
-    return this.#sqlite3.capi.sqlite3_get_autocommit(this.#pointer) === 0;
+    return this.#raw.exports.sqlite3_get_autocommit(this.#pointer) === 0;
   }
 
   /**
@@ -285,22 +288,23 @@ export class Engine {
 
   /**
    * ps_capturing(), ps_tick() and ps_version(id), called by the triggers once per captured row. They
-   * are registered as raw WebAssembly callbacks taking and returning integers: the convenience
-   * wrapper's argument and string conversions cost more than the rest of the capture.
+   * are registered as raw WebAssembly callbacks taking and returning integers through the module's
+   * exports: the convenience wrappers' argument and string conversions cost more than the capture.
    */
   #registerCaptureFunctions(): void {
     const { capi, wasm } = this.#sqlite3;
+    const raw = this.#raw;
     const capturing = wasm.installFunction('v(pip)', (ctx: number) => {
-      capi.sqlite3_result_int(ctx, this.#capturing ? 1 : 0);
+      raw.exports.sqlite3_result_int(ctx, this.#capturing ? 1 : 0);
     });
     const tick = wasm.installFunction('v(pip)', (ctx: number) => {
-      capi.sqlite3_result_int64(ctx, BigInt(this.clock.tick()));
+      raw.exports.sqlite3_result_int64(ctx, BigInt(this.clock.tick()));
     });
     const version = wasm.installFunction('v(pip)', (ctx: number, _argc: number, argv: number) => {
-      const table = this.#tablesById.get(capi.sqlite3_value_int(wasm.peekPtr(argv))) ?? '';
+      const table = this.#tablesById.get(raw.firstIntArgument(argv)) ?? '';
       const next = (this.#versions.get(table) ?? 0) + 1;
       this.#versions.set(table, next);
-      capi.sqlite3_result_int64(ctx, BigInt(next));
+      raw.exports.sqlite3_result_int64(ctx, BigInt(next));
     });
     this.#functionPointers.push(capturing, tick, version);
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_capturing', 0, capi.SQLITE_UTF8, 0, capturing, 0, 0, 0);
@@ -388,18 +392,17 @@ export class Engine {
   }
 
   #step(entry: CachedStatement, params: Params | undefined): ExecuteResult {
-    const { stmt } = entry;
     const capi = this.#sqlite3.capi;
-    const before = capi.sqlite3_total_changes(this.#pointer);
+    const raw = this.#raw.exports;
+    const pointer = entry.stmt.pointer as number;
+    const db = this.#pointer;
+    const before = raw.sqlite3_total_changes(db);
     const rows: Row[] = [];
     try {
-      if (params !== undefined && (!Array.isArray(params) || params.length > 0)) stmt.bind(params as never);
-      // The raw step: oo1's step() also prints every failure to the console, and a failing
-      // statement (a constraint, say) is an answer to the caller, not something to log.
-      const pointer = stmt.pointer as number;
+      if (params !== undefined) this.#raw.bind(pointer, params);
       let names: string[] | null = null;
       for (;;) {
-        const rc = capi.sqlite3_step(pointer);
+        const rc = raw.sqlite3_step(pointer);
         if (rc === capi.SQLITE_DONE) break;
         if (rc !== capi.SQLITE_ROW) throw new EngineError(ErrorKind.Database, capi.sqlite3_errmsg(this.#pointer));
         // Names are read per run, not cached: a SELECT * grows when a column is added.
@@ -412,16 +415,15 @@ export class Engine {
       if (error instanceof EngineError) throw error;
       throw new EngineError(ErrorKind.Database, sqliteMessage(error));
     } finally {
-      // The raw reset: oo1's reset() re-throws the step's error, hiding the one raised above.
-      capi.sqlite3_reset(stmt.pointer as number);
-      capi.sqlite3_clear_bindings(stmt.pointer as number);
+      raw.sqlite3_reset(pointer);
+      raw.sqlite3_clear_bindings(pointer);
     }
-    const changed = capi.sqlite3_total_changes(this.#pointer) !== before;
+    const changed = raw.sqlite3_total_changes(db) !== before;
     if (changed) for (const table of entry.writes) this.#changedTables.add(table);
     return {
       rows,
-      changes: changed ? capi.sqlite3_changes(this.#pointer) : 0,
-      lastInsertRowid: safeInteger(capi.sqlite3_last_insert_rowid(this.#pointer)),
+      changes: changed ? raw.sqlite3_changes(db) : 0,
+      lastInsertRowid: safeInteger(raw.sqlite3_last_insert_rowid(db)),
     };
   }
 
