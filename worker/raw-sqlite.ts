@@ -69,7 +69,7 @@ export class RawSqlite {
       if (values.length !== expected) {
         throw new EngineError(ErrorKind.Database, `the statement takes ${expected} parameters, ${values.length} were given`);
       }
-      for (let i = 0; i < values.length; i++) this.#bindOne(stmt, i + 1, values[i] as SqlValue);
+      for (let i = 0; i < values.length; i++) this.#bindOne(stmt, i + 1, values[i]);
       return;
     }
     for (const [name, value] of Object.entries(params as Record<string, SqlValue>)) {
