@@ -15,6 +15,12 @@ export const ErrorKind = {
   Invalid: 'invalid',
   /** Authentication failed (missing, expired, forged or wrong-project token). */
   Auth: 'auth',
+  /** The peer speaks a protocol version this side does not. */
+  Version: 'version',
+  /** A request or frame exceeds a documented limit (size, changes per push). */
+  Limit: 'limit',
+  /** The project (or another named thing) does not exist. */
+  NotFound: 'not-found',
   /** Anything else: a bug in PocketSync. */
   Internal: 'internal',
 } as const;

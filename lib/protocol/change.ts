@@ -1,0 +1,55 @@
+/**
+ * The two shapes of change on the wire.
+ *
+ * A ClientChange is one captured local write, pushed by a device: an insert or update carries the
+ * values of the columns it wrote (all of them for an insert), a delete none. Its clock orders it
+ * against every other write to the same row.
+ *
+ * A RowChange is what the server sends back out: the effective state of one row after merging, at
+ * the `seq` that committed it. It carries every column with the clock that won it, or, for a deleted
+ * row, `deleted: true`. One RowChange per row and batch: intermediate states are merged away.
+ */
+import * as v from 'valibot';
+import { ClockSchema, ColumnValueSchema, IdentifierSchema, IdSchema } from './values.js';
+
+export const OperationSchema = v.picklist(['insert', 'update', 'delete']);
+export type Operation = v.InferOutput<typeof OperationSchema>;
+
+const ValuesSchema = v.pipe(
+  v.record(IdentifierSchema, ColumnValueSchema),
+  v.check((values) => Object.keys(values).length <= 500, 'at most 500 columns'),
+);
+
+export const ClientChangeSchema = v.pipe(
+  v.strictObject({
+    id: IdSchema,
+    table: IdentifierSchema,
+    row: IdSchema,
+    op: OperationSchema,
+    clock: ClockSchema,
+    values: v.optional(ValuesSchema),
+  }),
+  v.check((change) => change.op === 'delete' || change.values !== undefined, 'an insert or update carries values'),
+);
+export type ClientChange = v.InferOutput<typeof ClientChangeSchema>;
+
+export interface RowChange {
+  readonly seq: number;
+  readonly table: string;
+  readonly row: string;
+  readonly deleted: boolean;
+  /** Every known column of the row (absent when deleted). */
+  readonly values?: Readonly<Record<string, v.InferOutput<typeof ColumnValueSchema>>>;
+  /** The clock that won each column (absent when deleted). */
+  readonly clocks?: Readonly<Record<string, string>>;
+}
+
+/** What happened to one pushed change. */
+export type PushOutcome = 'applied' | 'superseded' | 'duplicate';
+
+export interface PushResult {
+  readonly id: string;
+  readonly outcome: PushOutcome;
+  /** The seq that committed the change's effect; null when it changed nothing. */
+  readonly seq: number | null;
+}

@@ -1,0 +1,29 @@
+/** Messages from the server to a device. */
+import type { PushResult, RowChange } from './change.js';
+import type { ErrorKind } from './error-kind.js';
+
+/** The answer to a push: one result per change, in push order, sent only after commit. */
+export interface Ack {
+  readonly type: 'ack';
+  readonly results: readonly PushResult[];
+}
+
+/**
+ * A batch of effective row changes in seq order. `cursor` is the seq to resume from; `remaining`
+ * counts the rows still to come in this catch-up (0 when live).
+ */
+export interface Changes {
+  readonly type: 'changes';
+  readonly changes: readonly RowChange[];
+  readonly cursor: number;
+  readonly hasMore: boolean;
+  readonly remaining: number;
+}
+
+export interface ErrorMessage {
+  readonly type: 'error';
+  readonly kind: ErrorKind;
+  readonly message: string;
+}
+
+export type DownMessage = Ack | Changes | ErrorMessage;

@@ -1,0 +1,42 @@
+/** Messages from a device to the server, and the schema every incoming frame is parsed with. */
+import * as v from 'valibot';
+import { ClientChangeSchema } from './change.js';
+import { IdSchema } from './values.js';
+
+/** Documented limits; violations get kind 'limit' and change nothing. */
+export const LIMITS = {
+  /** Bytes in one WebSocket frame or HTTP request body. */
+  maxMessageBytes: 1024 * 1024,
+  /** Changes in one push. */
+  maxChangesPerPush: 1000,
+  /** Rows in one batch of changes sent down (a pull's limit is capped to this). */
+  maxBatchRows: 5000,
+} as const;
+
+const CursorSchema = v.pipe(v.number(), v.integer(), v.minValue(0));
+
+export const HelloSchema = v.strictObject({
+  type: v.literal('hello'),
+  protocolVersion: v.pipe(v.number(), v.integer()),
+  deviceId: IdSchema,
+  cursor: CursorSchema,
+  /** The user's token, for sockets (browsers cannot set headers on a WebSocket). */
+  token: v.optional(v.string()),
+});
+
+export const PushSchema = v.strictObject({
+  type: v.literal('push'),
+  changes: v.pipe(v.array(ClientChangeSchema), v.maxLength(LIMITS.maxChangesPerPush, `at most ${LIMITS.maxChangesPerPush} changes per push`)),
+});
+
+export const UpMessageSchema = v.variant('type', [HelloSchema, PushSchema]);
+export type Hello = v.InferOutput<typeof HelloSchema>;
+export type Push = v.InferOutput<typeof PushSchema>;
+export type UpMessage = v.InferOutput<typeof UpMessageSchema>;
+
+/** The HTTP push body: the same changes, with the device that made them. */
+export const HttpPushSchema = v.strictObject({
+  deviceId: IdSchema,
+  changes: PushSchema.entries.changes,
+});
+export type HttpPush = v.InferOutput<typeof HttpPushSchema>;

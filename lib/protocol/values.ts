@@ -1,0 +1,22 @@
+/**
+ * Column values as they travel in JSON: strings, finite numbers, null, and BLOBs as
+ * `{ "$base16": "<hex>" }` (the same form the capture triggers write).
+ */
+import * as v from 'valibot';
+
+export const BlobValueSchema = v.strictObject({ $base16: v.pipe(v.string(), v.regex(/^(?:[0-9A-Fa-f]{2})*$/, 'not hex')) });
+export const ColumnValueSchema = v.union([v.string(), v.pipe(v.number(), v.finite()), v.null(), BlobValueSchema]);
+export type ColumnValue = v.InferOutput<typeof ColumnValueSchema>;
+
+/** SQL identifiers PocketSync accepts for tables and columns: plain, and never its own prefix. */
+export const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+export const IdentifierSchema = v.pipe(
+  v.string(),
+  v.regex(IDENTIFIER, 'must be an identifier: letters, digits and _, not starting with a digit, at most 63 characters'),
+  v.check((name) => !name.startsWith('__pocketsync_') && !name.toLowerCase().startsWith('sqlite_'), 'is a reserved name'),
+);
+
+/** Hybrid-logical-clock stamps (worker/hlc.ts): 21 digits, a dash, the device id. */
+export const ClockSchema = v.pipe(v.string(), v.regex(/^\d{21}-[A-Za-z0-9_-]{1,64}$/, 'not a clock stamp'));
+/** Change ids and row ids (ps_global_id): opaque, 1–64 characters of [A-Za-z0-9_-]. */
+export const IdSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ -'));

@@ -1,0 +1,209 @@
+/**
+ * Merging one pushed change into the current state of its row: a pure function, so that the rules
+ * are the same in every store and can be tested table by table.
+ *
+ * Rules (the project's strategy chooses):
+ * - 'column-lww' (default): each column keeps the value with the greatest clock. Clocks are hybrid
+ *   logical clocks ending in the device id, so two distinct writes never tie. Two devices that
+ *   edit different columns of one row both keep their edit.
+ * - 'row-lww': the whole change wins or loses against the row's newest clock.
+ * - 'server-wins': a change loses every column that another device wrote after the pushing device
+ *   last synced (the column's seq is above the device's cursor), whatever the clocks say.
+ * - 'client-wins': every change applies; the last to reach the server wins.
+ * Deletes, under every rule but 'client-wins', follow the clocks. A delete beats updates with older
+ * clocks, and loses to an update with a newer one. An insert or update with a newer clock than the
+ * delete brings the row back. A delete of a row the server has never seen leaves a tombstone, so
+ * that an older insert arriving later cannot bring the row back.
+ *
+ * Every write that lost, whole or per column, comes back as a Conflict naming both sides and the rule.
+ * A resolver given to createServer can decide a conflict instead: it sees both sides and picks.
+ */
+import type { ClientChange, Operation } from '../lib/protocol/change.js';
+import type { ColumnValue } from '../lib/protocol/values.js';
+
+export type Strategy = 'column-lww' | 'row-lww' | 'server-wins' | 'client-wins';
+
+export interface RowState {
+  readonly values: Readonly<Record<string, ColumnValue>>;
+  /** The clock that wrote each column's current value. */
+  readonly clocks: Readonly<Record<string, string>>;
+  /** The seq at which each column last changed (for 'server-wins'). */
+  readonly seqs: Readonly<Record<string, number>>;
+  readonly deleted: boolean;
+  /** The clock of the delete that holds, when the row is deleted (or was deleted before). */
+  readonly deleteClock: string | null;
+}
+
+export interface Conflict {
+  readonly table: string;
+  readonly row: string;
+  /** The column that was fought over; null when the whole change (or a delete) lost. */
+  readonly column: string | null;
+  readonly rule: Strategy | 'resolver';
+  readonly losing: ConflictSide;
+  readonly winning: ConflictSide;
+}
+
+export interface ConflictSide {
+  readonly op: Operation | 'current';
+  readonly clock: string | null;
+  readonly value?: ColumnValue;
+}
+
+/** A custom rule: decide which side of a conflict wins, or return undefined for the strategy's answer. */
+export type Resolver = (conflict: {
+  readonly table: string;
+  readonly row: string;
+  readonly column: string | null;
+  readonly current: RowState;
+  readonly change: ClientChange;
+}) => 'incoming' | 'current' | undefined;
+
+export interface MergeContext {
+  readonly strategy: Strategy;
+  readonly resolver?: Resolver | undefined;
+  /** The highest seq the pushing device had applied (for 'server-wins'). */
+  readonly deviceCursor: number;
+}
+
+export interface MergeResult {
+  /** The row's new state (equal to the old one when nothing changed). */
+  readonly state: RowState;
+  /** The change altered the row as the other devices see it. */
+  readonly effective: boolean;
+  readonly conflicts: readonly Conflict[];
+}
+
+const EMPTY: RowState = { values: {}, clocks: {}, seqs: {}, deleted: false, deleteClock: null };
+
+/** The newest clock that wrote any part of the row. */
+export function newestClock(state: RowState): string | null {
+  let newest = state.deleteClock;
+  for (const clock of Object.values(state.clocks)) if (newest === null || clock > newest) newest = clock;
+  return newest;
+}
+
+/**
+ * Merges `change` into `current` (null: the server has never seen the row). `seq` is the seq the
+ * change's effect will commit at, recorded per column for 'server-wins'.
+ */
+export function merge(current: RowState | null, change: ClientChange, seq: number, context: MergeContext): MergeResult {
+  const state = current ?? EMPTY;
+  return change.op === 'delete' ? mergeDelete(current, state, change, context) : mergeWrite(current, state, change, seq, context);
+}
+
+function decide(
+  context: MergeContext,
+  change: ClientChange,
+  current: RowState,
+  column: string | null,
+  incomingWins: boolean,
+): { incomingWins: boolean; rule: Strategy | 'resolver' } {
+  const verdict = context.resolver?.({ table: change.table, row: change.row, column, current, change });
+  if (verdict === undefined) return { incomingWins, rule: context.strategy };
+  return { incomingWins: verdict === 'incoming', rule: 'resolver' };
+}
+
+function mergeWrite(current: RowState | null, state: RowState, change: ClientChange, seq: number, context: MergeContext): MergeResult {
+  const conflicts: Conflict[] = [];
+  const values = change.values ?? {};
+  const lose = (column: string | null, rule: Strategy | 'resolver', winning: ConflictSide, value?: ColumnValue) =>
+    conflicts.push({
+      table: change.table,
+      row: change.row,
+      column,
+      rule,
+      losing: { op: change.op, clock: change.clock, ...(value !== undefined ? { value } : {}) },
+      winning,
+    });
+
+  // A delete with a newer clock holds against this write (except when clients always win).
+  if (state.deleted && state.deleteClock !== null && context.strategy !== 'client-wins') {
+    const { incomingWins, rule } = decide(context, change, state, null, change.clock > state.deleteClock);
+    if (!incomingWins) {
+      lose(null, rule, { op: 'delete', clock: state.deleteClock });
+      return { state, effective: false, conflicts };
+    }
+  }
+
+  if (context.strategy === 'row-lww' && current !== null && !state.deleted) {
+    const newest = newestClock(state);
+    const { incomingWins, rule } = decide(context, change, state, null, newest === null || change.clock > newest);
+    if (!incomingWins) {
+      lose(null, rule, { op: 'current', clock: newest });
+      return { state, effective: false, conflicts };
+    }
+  }
+
+  const nextValues: Record<string, ColumnValue> = { ...state.values };
+  const nextClocks: Record<string, string> = { ...state.clocks };
+  const nextSeqs: Record<string, number> = { ...state.seqs };
+  let effective = state.deleted || current === null;
+  for (const [column, value] of Object.entries(values)) {
+    const clock = state.clocks[column];
+    let wins: boolean;
+    switch (context.strategy) {
+      case 'column-lww':
+        wins = clock === undefined || change.clock > clock;
+        break;
+      case 'server-wins':
+        wins = clock === undefined || clock.endsWith(`-${deviceOf(change.clock)}`) || (state.seqs[column] ?? 0) <= context.deviceCursor;
+        break;
+      case 'row-lww':
+      case 'client-wins':
+        wins = true;
+        break;
+    }
+    if (!wins || context.resolver) {
+      const verdict: { incomingWins: boolean; rule: Strategy | 'resolver' } =
+        clock === undefined ? { incomingWins: true, rule: context.strategy } : decide(context, change, state, column, wins);
+      wins = verdict.incomingWins;
+      if (!wins) {
+        lose(column, verdict.rule, { op: 'current', clock: clock ?? null, value: state.values[column] ?? null }, value);
+        continue;
+      }
+    }
+    if (!sameValue(state.values[column], value) || state.deleted || current === null) effective = true;
+    nextValues[column] = value;
+    nextClocks[column] = change.clock;
+    nextSeqs[column] = seq;
+  }
+  return {
+    state: { values: nextValues, clocks: nextClocks, seqs: nextSeqs, deleted: false, deleteClock: state.deleteClock },
+    effective,
+    conflicts,
+  };
+}
+
+function mergeDelete(current: RowState | null, state: RowState, change: ClientChange, context: MergeContext): MergeResult {
+  if (current === null) {
+    // A tombstone for a row never seen: an older insert arriving later must not resurrect it.
+    return { state: { ...EMPTY, deleted: true, deleteClock: change.clock }, effective: false, conflicts: [] };
+  }
+  if (state.deleted) {
+    const deleteClock = state.deleteClock === null || change.clock > state.deleteClock ? change.clock : state.deleteClock;
+    return { state: { ...state, deleteClock }, effective: false, conflicts: [] };
+  }
+  const newest = newestClock(state);
+  const byClock = newest === null || change.clock > newest;
+  const { incomingWins, rule } =
+    context.strategy === 'client-wins' ? { incomingWins: true, rule: context.strategy } : decide(context, change, state, null, byClock);
+  if (!incomingWins) {
+    return {
+      state,
+      effective: false,
+      conflicts: [{ table: change.table, row: change.row, column: null, rule, losing: { op: 'delete', clock: change.clock }, winning: { op: 'current', clock: newest } }],
+    };
+  }
+  return { state: { ...state, deleted: true, deleteClock: change.clock }, effective: true, conflicts: [] };
+}
+
+function deviceOf(clock: string): string {
+  return clock.slice(clock.indexOf('-') + 1);
+}
+
+function sameValue(a: ColumnValue | undefined, b: ColumnValue): boolean {
+  if (a === undefined) return false;
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') return a.$base16.toLowerCase() === b.$base16.toLowerCase();
+  return a === b;
+}
