@@ -1,0 +1,290 @@
+/**
+ * The embedded store: one SQLite file (better-sqlite3, WAL) in the data directory. The default.
+ *
+ * better-sqlite3 is synchronous and this process holds the only connection, so a transaction is
+ * never interleaved with another: that is the per-project lock the contract asks for, and seq
+ * order is commit order. synchronous=FULL: a push is acknowledged only once its commit is on disk.
+ */
+import Database from 'better-sqlite3';
+import type { ClientChange, PushResult } from '../../lib/protocol/change.js';
+import type { ColumnValue } from '../../lib/protocol/values.js';
+import { merge, type Conflict, type RowState, type Strategy } from '../merge.js';
+import {
+  scopeOf,
+  type DeviceContact,
+  type DeviceRecord,
+  type NewProject,
+  type Project,
+  type PullInput,
+  type PullOutput,
+  type PushInput,
+  type PushOutput,
+  type ScopedRowChange,
+  type Store,
+} from './store.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS projects (
+  id TEXT PRIMARY KEY,
+  secret TEXT NOT NULL,
+  strategy TEXT NOT NULL,
+  shared_tables TEXT NOT NULL,
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+  project_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  cursor INTEGER NOT NULL DEFAULT 0,
+  online INTEGER NOT NULL DEFAULT 0,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  PRIMARY KEY (project_id, device_id)
+);
+CREATE TABLE IF NOT EXISTS change_log (
+  project_id TEXT NOT NULL,
+  change_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  row_id TEXT NOT NULL,
+  op TEXT NOT NULL,
+  payload TEXT,
+  clock TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  seq INTEGER,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (project_id, change_id)
+);
+CREATE TABLE IF NOT EXISTS row_state (
+  project_id TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  row_id TEXT NOT NULL,
+  vals TEXT NOT NULL,
+  clocks TEXT NOT NULL,
+  seqs TEXT NOT NULL,
+  deleted INTEGER NOT NULL,
+  delete_clock TEXT,
+  last_seq INTEGER NOT NULL,
+  PRIMARY KEY (project_id, scope, table_name, row_id)
+);
+CREATE INDEX IF NOT EXISTS row_state_by_seq ON row_state (project_id, scope, last_seq);
+CREATE TABLE IF NOT EXISTS conflicts (
+  id INTEGER PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  row_id TEXT NOT NULL,
+  column_name TEXT,
+  rule TEXT NOT NULL,
+  losing TEXT NOT NULL,
+  winning TEXT NOT NULL,
+  at INTEGER NOT NULL
+);
+`;
+
+interface RowStateRecord {
+  vals: string;
+  clocks: string;
+  seqs: string;
+  deleted: number;
+  delete_clock: string | null;
+  last_seq: number;
+}
+
+export class SqliteStore implements Store {
+  readonly #db: Database.Database;
+  readonly #statements;
+
+  /** Opens (creating when needed) the store at `file`; ':memory:' for tests. */
+  constructor(file: string) {
+    this.#db = new Database(file);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = FULL');
+    this.#db.exec(SCHEMA);
+    const db = this.#db;
+    this.#statements = {
+      insertProject: db.prepare('INSERT INTO projects (id, secret, strategy, shared_tables, created_at) VALUES (?, ?, ?, ?, ?)'),
+      project: db.prepare('SELECT id, secret, strategy, shared_tables, created_at FROM projects WHERE id = ?'),
+      lastSeq: db.prepare('SELECT last_seq FROM projects WHERE id = ?').pluck(),
+      setLastSeq: db.prepare('UPDATE projects SET last_seq = ? WHERE id = ?'),
+      seenChange: db.prepare('SELECT outcome, seq FROM change_log WHERE project_id = ? AND change_id = ?'),
+      logChange: db.prepare(
+        `INSERT INTO change_log (project_id, change_id, device_id, user_id, table_name, row_id, op, payload, clock, outcome, seq, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      rowState: db.prepare('SELECT vals, clocks, seqs, deleted, delete_clock, last_seq FROM row_state WHERE project_id = ? AND scope = ? AND table_name = ? AND row_id = ?'),
+      upsertRow: db.prepare(
+        `INSERT INTO row_state (project_id, scope, table_name, row_id, vals, clocks, seqs, deleted, delete_clock, last_seq)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (project_id, scope, table_name, row_id) DO UPDATE SET
+           vals = excluded.vals, clocks = excluded.clocks, seqs = excluded.seqs, deleted = excluded.deleted,
+           delete_clock = excluded.delete_clock, last_seq = excluded.last_seq`,
+      ),
+      insertConflict: db.prepare(
+        'INSERT INTO conflicts (project_id, table_name, row_id, column_name, rule, losing, winning, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      touchDevice: db.prepare(
+        `INSERT INTO devices (project_id, device_id, user_id, cursor, online, first_seen, last_seen) VALUES (@projectId, @deviceId, @userId, coalesce(@cursor, 0), coalesce(@online, 0), @now, @now)
+         ON CONFLICT (project_id, device_id) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen,
+           cursor = coalesce(@cursor, cursor), online = coalesce(@online, online)`,
+      ),
+      devices: db.prepare('SELECT project_id, device_id, user_id, cursor, online, first_seen, last_seen FROM devices WHERE project_id = ? ORDER BY last_seen DESC'),
+    };
+  }
+
+  createProject(project: NewProject): Promise<Project> {
+    const record: Project = {
+      id: project.id,
+      secret: project.secret,
+      strategy: project.strategy ?? 'column-lww',
+      sharedTables: [...(project.sharedTables ?? [])],
+      createdAt: Date.now(),
+    };
+    this.#statements.insertProject.run(record.id, record.secret, record.strategy, JSON.stringify(record.sharedTables), record.createdAt);
+    return Promise.resolve(record);
+  }
+
+  getProject(id: string): Promise<Project | null> {
+    return Promise.resolve(this.#project(id));
+  }
+
+  #project(id: string): Project | null {
+    const row = this.#statements.project.get(id) as
+      | { id: string; secret: string; strategy: Strategy; shared_tables: string; created_at: number }
+      | undefined;
+    if (!row) return null;
+    return { id: row.id, secret: row.secret, strategy: row.strategy, sharedTables: JSON.parse(row.shared_tables) as string[], createdAt: row.created_at };
+  }
+
+  touchDevice(contact: DeviceContact): Promise<void> {
+    this.#statements.touchDevice.run({
+      projectId: contact.projectId,
+      deviceId: contact.deviceId,
+      userId: contact.userId,
+      cursor: contact.cursor ?? null,
+      online: contact.online === undefined ? null : contact.online ? 1 : 0,
+      now: Date.now(),
+    });
+    return Promise.resolve();
+  }
+
+  listDevices(projectId: string): Promise<DeviceRecord[]> {
+    const rows = this.#statements.devices.all(projectId) as Array<{
+      project_id: string; device_id: string; user_id: string; cursor: number; online: number; first_seen: number; last_seen: number;
+    }>;
+    return Promise.resolve(
+      rows.map((r) => ({ projectId: r.project_id, deviceId: r.device_id, userId: r.user_id, cursor: r.cursor, online: r.online === 1, firstSeen: r.first_seen, lastSeen: r.last_seen })),
+    );
+  }
+
+  push(input: PushInput): Promise<PushOutput> {
+    return Promise.resolve(this.#push(input));
+  }
+
+  #push(input: PushInput): PushOutput {
+    const s = this.#statements;
+    const run = this.#db.transaction((): PushOutput => {
+      const project = this.#project(input.projectId);
+      if (!project) throw new Error(`no such project: ${input.projectId}`);
+      let seq = s.lastSeq.get(project.id) as number;
+      const now = Date.now();
+      const results: PushResult[] = [];
+      const conflicts: Conflict[] = [];
+      const touched = new Map<string, ScopedRowChange>();
+      for (const change of input.changes) {
+        const seen = s.seenChange.get(project.id, change.id) as { outcome: string; seq: number | null } | undefined;
+        if (seen) {
+          results.push({ id: change.id, outcome: 'duplicate', seq: seen.seq });
+          continue;
+        }
+        const scope = scopeOf(project, change.table, input.userId);
+        const current = this.#rowState(project.id, scope, change);
+        const result = merge(current?.state ?? null, change, seq + 1, {
+          strategy: project.strategy,
+          deviceCursor: input.deviceCursor,
+          resolver: input.resolver,
+        });
+        const changeSeq = result.effective ? ++seq : null;
+        const lastSeq = changeSeq ?? current?.lastSeq ?? 0;
+        if (result.effective || result.state !== current?.state) this.#saveRow(project.id, scope, change, result.state, lastSeq);
+        const outcome = result.effective ? 'applied' : 'superseded';
+        s.logChange.run(project.id, change.id, input.deviceId, input.userId, change.table, change.row, change.op,
+          change.values === undefined ? null : JSON.stringify(change.values), change.clock, outcome, changeSeq, now);
+        for (const conflict of result.conflicts) {
+          s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now);
+        }
+        conflicts.push(...result.conflicts);
+        results.push({ id: change.id, outcome, seq: changeSeq });
+        if (changeSeq !== null) {
+          const key = `${scope}\u0000${change.table}\u0000${change.row}`;
+          touched.delete(key); // re-insert so the map stays in seq order
+          touched.set(key, toRowChange(scope, change.table, change.row, result.state, changeSeq));
+        }
+      }
+      s.setLastSeq.run(seq, project.id);
+      return { results, effective: [...touched.values()], conflicts };
+    });
+    return run.immediate();
+  }
+
+  #rowState(projectId: string, scope: string, change: ClientChange): { state: RowState; lastSeq: number } | null {
+    const row = this.#statements.rowState.get(projectId, scope, change.table, change.row) as RowStateRecord | undefined;
+    if (!row) return null;
+    return {
+      state: {
+        values: JSON.parse(row.vals) as Record<string, ColumnValue>,
+        clocks: JSON.parse(row.clocks) as Record<string, string>,
+        seqs: JSON.parse(row.seqs) as Record<string, number>,
+        deleted: row.deleted === 1,
+        deleteClock: row.delete_clock,
+      },
+      lastSeq: row.last_seq,
+    };
+  }
+
+  #saveRow(projectId: string, scope: string, change: ClientChange, state: RowState, lastSeq: number): void {
+    this.#statements.upsertRow.run(projectId, scope, change.table, change.row, JSON.stringify(state.values), JSON.stringify(state.clocks),
+      JSON.stringify(state.seqs), state.deleted ? 1 : 0, state.deleteClock, lastSeq);
+  }
+
+  pull(input: PullInput): Promise<PullOutput> {
+    const db = this.#db;
+    const read = db.transaction((): PullOutput => {
+      const scopes = input.scopes.map(() => '?').join(', ');
+      const skipDeletes = input.cursor === 0 ? 'AND deleted = 0' : '';
+      const where = `project_id = ? AND scope IN (${scopes}) AND last_seq > ? ${skipDeletes}`;
+      const rows = db
+        .prepare(`SELECT scope, table_name, row_id, vals, clocks, seqs, deleted, delete_clock, last_seq FROM row_state WHERE ${where} ORDER BY last_seq LIMIT ?`)
+        .all(input.projectId, ...input.scopes, input.cursor, input.limit + 1) as Array<RowStateRecord & { scope: string; table_name: string; row_id: string }>;
+      const hasMore = rows.length > input.limit;
+      const batch = rows.slice(0, input.limit);
+      const changes = batch.map((r) =>
+        toRowChange(r.scope, r.table_name, r.row_id, { values: JSON.parse(r.vals) as Record<string, ColumnValue>, clocks: JSON.parse(r.clocks) as Record<string, string>, seqs: {}, deleted: r.deleted === 1, deleteClock: r.delete_clock }, r.last_seq),
+      ).map(({ scope: _scope, ...change }) => change);
+      const last = batch.at(-1)?.last_seq;
+      const cursor = hasMore && last !== undefined ? last : ((this.#statements.lastSeq.get(input.projectId) as number | undefined) ?? input.cursor);
+      const remaining = hasMore
+        ? (db.prepare(`SELECT count(*) FROM row_state WHERE ${where}`).pluck().get(input.projectId, ...input.scopes, cursor) as number)
+        : 0;
+      return { changes, cursor, hasMore, remaining };
+    });
+    return Promise.resolve(read.deferred());
+  }
+
+  currentSeq(projectId: string): Promise<number> {
+    return Promise.resolve((this.#statements.lastSeq.get(projectId) as number | undefined) ?? 0);
+  }
+
+  close(): Promise<void> {
+    this.#db.close();
+    return Promise.resolve();
+  }
+}
+
+function toRowChange(scope: string, table: string, row: string, state: RowState, seq: number): ScopedRowChange {
+  return state.deleted
+    ? { scope, seq, table, row, deleted: true }
+    : { scope, seq, table, row, deleted: false, values: state.values, clocks: state.clocks };
+}
