@@ -34,9 +34,10 @@ export type Hello = v.InferOutput<typeof HelloSchema>;
 export type Push = v.InferOutput<typeof PushSchema>;
 export type UpMessage = v.InferOutput<typeof UpMessageSchema>;
 
-/** The HTTP push body: the same changes, with the device that made them. */
+/** The HTTP push body: the same changes, with the device that made them and its cursor. */
 export const HttpPushSchema = v.strictObject({
   deviceId: IdSchema,
+  cursor: v.optional(CursorSchema),
   changes: PushSchema.entries.changes,
 });
 export type HttpPush = v.InferOutput<typeof HttpPushSchema>;

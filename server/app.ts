@@ -1,0 +1,158 @@
+/**
+ * The sync server's HTTP API (Hono): project administration, dev-mode tokens, and push/pull for
+ * clients that cannot hold a socket. Every error is `{ kind, message }` with a matching status;
+ * every body is parsed against the protocol's schema before anything is stored.
+ *
+ *   GET  /v1/health
+ *   POST /v1/admin/projects                       admin key  → create a project
+ *   POST /v1/projects/:project/dev/token          dev mode   → a token for a named user
+ *   POST /v1/projects/:project/push               user token → ack
+ *   GET  /v1/projects/:project/pull?cursor&limit  user token → changes
+ */
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import * as v from 'valibot';
+import type { Ack, Changes } from '../lib/protocol/down.js';
+import { ErrorKind } from '../lib/protocol/error-kind.js';
+import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
+import { HttpPushSchema, LIMITS } from '../lib/protocol/up.js';
+import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
+import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
+import { ServerError } from './errors.js';
+import type { Resolver } from './merge.js';
+import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
+
+export interface AppOptions {
+  readonly store: Store;
+  /** The key admin routes require (`Authorization: Bearer <key>`). */
+  readonly adminKey: string;
+  /** Dev mode: the server mints user tokens for any name. Never in production. */
+  readonly dev?: boolean;
+  readonly resolver?: Resolver;
+  /** Called after each commit with its effective changes, in seq order (the fan-out listens). */
+  readonly onCommit?: (projectId: string, changes: readonly ScopedRowChange[]) => void;
+  readonly maxMessageBytes?: number;
+}
+
+const NewProjectSchema = v.strictObject({
+  id: IdSchema,
+  secret: v.optional(v.pipe(v.string(), v.minLength(32, 'a secret has at least 32 characters'))),
+  strategy: v.optional(v.picklist(['column-lww', 'row-lww', 'server-wins', 'client-wins'])),
+  sharedTables: v.optional(v.array(IdentifierSchema)),
+});
+
+const DevTokenSchema = v.strictObject({ user: v.string() });
+
+export function createApp(options: AppOptions): Hono {
+  const { store } = options;
+  const app = new Hono();
+  const maxBytes = options.maxMessageBytes ?? LIMITS.maxMessageBytes;
+
+  app.onError((error, c) => {
+    if (error instanceof ServerError) return c.json({ kind: error.kind, message: error.message }, error.status as 400);
+    console.error(JSON.stringify({ level: 'error', event: 'unhandled', path: c.req.path, message: String(error) }));
+    return c.json({ kind: ErrorKind.Internal, message: 'internal error' }, 500);
+  });
+  app.notFound((c) => c.json({ kind: ErrorKind.NotFound, message: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: maxBytes,
+      onError: (c) => c.json({ kind: ErrorKind.Limit, message: `the body is larger than ${maxBytes} bytes` }, 413),
+    }),
+  );
+
+  app.get('/v1/health', (c) => c.json({ ok: true, protocolVersion: PROTOCOL_VERSION }));
+
+  app.post('/v1/admin/projects', async (c) => {
+    if (bearer(c.req.header('Authorization')) !== options.adminKey) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
+    const input = parse(NewProjectSchema, await readJson(c));
+    if (await store.getProject(input.id)) throw new ServerError(ErrorKind.Invalid, `project ${input.id} already exists`);
+    const project = await store.createProject({
+      id: input.id,
+      secret: input.secret ?? randomSecret(),
+      ...(input.strategy ? { strategy: input.strategy } : {}),
+      ...(input.sharedTables ? { sharedTables: input.sharedTables } : {}),
+    });
+    return c.json(project, 201);
+  });
+
+  app.post('/v1/projects/:project/dev/token', async (c) => {
+    if (!options.dev) throw new ServerError(ErrorKind.NotFound, 'dev mode is off');
+    const project = await projectOf(c);
+    const { user } = parse(DevTokenSchema, await readJson(c));
+    return c.json({ token: await mintUserToken(project, user) });
+  });
+
+  app.post('/v1/projects/:project/push', async (c) => {
+    const project = await projectOf(c);
+    const user = await userOf(c, project);
+    const body = parse(HttpPushSchema, await readJson(c));
+    const out = await store.push({
+      projectId: project.id,
+      userId: user.userId,
+      deviceId: body.deviceId,
+      deviceCursor: body.cursor ?? 0,
+      changes: body.changes,
+      resolver: options.resolver,
+    });
+    await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId: body.deviceId });
+    if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
+    return c.json({ type: 'ack', results: out.results } satisfies Ack);
+  });
+
+  app.get('/v1/projects/:project/pull', async (c) => {
+    const project = await projectOf(c);
+    const user = await userOf(c, project);
+    const cursor = integerParam(c.req.query('cursor'), 'cursor', 0);
+    const limit = Math.min(integerParam(c.req.query('limit'), 'limit', 1000), LIMITS.maxBatchRows);
+    if (limit < 1) throw new ServerError(ErrorKind.Invalid, 'limit must be at least 1');
+    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit });
+    const deviceId = c.req.query('deviceId');
+    if (deviceId !== undefined && v.is(IdSchema, deviceId)) {
+      await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId, cursor: batch.cursor });
+    }
+    return c.json({ type: 'changes', ...batch } satisfies Changes);
+  });
+
+  async function projectOf(c: Context): Promise<Project> {
+    const id = c.req.param('project') ?? '';
+    const project = v.is(IdSchema, id) ? await store.getProject(id) : null;
+    if (!project) throw new ServerError(ErrorKind.NotFound, `no such project: ${id}`);
+    return project;
+  }
+
+  function userOf(c: Context, project: Project): Promise<User> {
+    return verifyUserToken(bearer(c.req.header('Authorization')), project);
+  }
+
+  return app;
+}
+
+async function readJson(c: Context): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch {
+    throw new ServerError(ErrorKind.Invalid, 'the body is not valid JSON');
+  }
+}
+
+/** Parses `input` against `schema`, or fails with kind 'invalid' naming the first problem and where. */
+export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
+  const result = v.safeParse(schema, input);
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const path = issue.path?.map((item) => String(item.key)).join('.') ?? '';
+  const kind = issue.type === 'max_length' ? ErrorKind.Limit : ErrorKind.Invalid;
+  throw new ServerError(kind, path ? `${path}: ${issue.message}` : issue.message);
+}
+
+function integerParam(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d{1,15}$/.test(value)) throw new ServerError(ErrorKind.Invalid, `${name} must be a non-negative integer`);
+  return Number(value);
+}
+
+function randomSecret(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
