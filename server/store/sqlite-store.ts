@@ -135,6 +135,10 @@ export class SqliteStore implements Store {
   }
 
   createProject(project: NewProject): Promise<Project> {
+    return settle(() => this.#createProject(project));
+  }
+
+  #createProject(project: NewProject): Project {
     const record: Project = {
       id: project.id,
       secret: project.secret,
@@ -143,11 +147,11 @@ export class SqliteStore implements Store {
       createdAt: Date.now(),
     };
     this.#statements.insertProject.run(record.id, record.secret, record.strategy, JSON.stringify(record.sharedTables), record.createdAt);
-    return Promise.resolve(record);
+    return record;
   }
 
   getProject(id: string): Promise<Project | null> {
-    return Promise.resolve(this.#project(id));
+    return settle(() => this.#project(id));
   }
 
   #project(id: string): Project | null {
@@ -159,6 +163,12 @@ export class SqliteStore implements Store {
   }
 
   touchDevice(contact: DeviceContact): Promise<void> {
+    return settle(() => {
+      this.#touchDevice(contact);
+    });
+  }
+
+  #touchDevice(contact: DeviceContact): void {
     this.#statements.touchDevice.run({
       projectId: contact.projectId,
       deviceId: contact.deviceId,
@@ -167,20 +177,21 @@ export class SqliteStore implements Store {
       online: contact.online === undefined ? null : contact.online ? 1 : 0,
       now: Date.now(),
     });
-    return Promise.resolve();
   }
 
   listDevices(projectId: string): Promise<DeviceRecord[]> {
+    return settle(() => this.#listDevices(projectId));
+  }
+
+  #listDevices(projectId: string): DeviceRecord[] {
     const rows = this.#statements.devices.all(projectId) as Array<{
       project_id: string; device_id: string; user_id: string; cursor: number; online: number; first_seen: number; last_seen: number;
     }>;
-    return Promise.resolve(
-      rows.map((r) => ({ projectId: r.project_id, deviceId: r.device_id, userId: r.user_id, cursor: r.cursor, online: r.online === 1, firstSeen: r.first_seen, lastSeen: r.last_seen })),
-    );
+    return rows.map((r) => ({ projectId: r.project_id, deviceId: r.device_id, userId: r.user_id, cursor: r.cursor, online: r.online === 1, firstSeen: r.first_seen, lastSeen: r.last_seen }));
   }
 
   push(input: PushInput): Promise<PushOutput> {
-    return Promise.resolve(this.#push(input));
+    return settle(() => this.#push(input));
   }
 
   #push(input: PushInput): PushOutput {
@@ -250,6 +261,10 @@ export class SqliteStore implements Store {
   }
 
   pull(input: PullInput): Promise<PullOutput> {
+    return settle(() => this.#pull(input));
+  }
+
+  #pull(input: PullInput): PullOutput {
     const db = this.#db;
     const read = db.transaction((): PullOutput => {
       const scopes = input.scopes.map(() => '?').join(', ');
@@ -270,17 +285,23 @@ export class SqliteStore implements Store {
         : 0;
       return { changes, cursor, hasMore, remaining };
     });
-    return Promise.resolve(read.deferred());
+    return read.deferred();
   }
 
   currentSeq(projectId: string): Promise<number> {
-    return Promise.resolve((this.#statements.lastSeq.get(projectId) as number | undefined) ?? 0);
+    return settle(() => (this.#statements.lastSeq.get(projectId) as number | undefined) ?? 0);
   }
 
   close(): Promise<void> {
-    this.#db.close();
-    return Promise.resolve();
+    return settle(() => {
+      if (this.#db.open) this.#db.close();
+    });
   }
+}
+
+/** Runs synchronous store work and hands back a promise, with a throw becoming a rejection. */
+function settle<T>(work: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(work()));
 }
 
 function toRowChange(scope: string, table: string, row: string, state: RowState, seq: number): ScopedRowChange {

@@ -1,0 +1,75 @@
+/**
+ * The fan-out: which sockets are connected to which project and scopes, and delivery of committed
+ * effective changes to them, in seq order.
+ *
+ * A socket that is still catching up (reading batches from the store) buffers live changes; when
+ * its catch-up ends at cursor C, the buffered changes with seq > C are sent and it goes live. The
+ * store commits in seq order and publish() is called in commit order, so every socket sees every
+ * change of its scopes exactly once, in seq order.
+ */
+import type { Changes } from '../lib/protocol/down.js';
+import type { RowChange } from '../lib/protocol/change.js';
+import type { ScopedRowChange } from './store/store.js';
+
+export interface Subscriber {
+  readonly projectId: string;
+  readonly deviceId: string;
+  readonly scopes: ReadonlySet<string>;
+  send(message: Changes): void;
+}
+
+interface Entry {
+  readonly subscriber: Subscriber;
+  /** Live changes held back while catching up; null once live. */
+  buffer: ScopedRowChange[] | null;
+}
+
+export class Hub {
+  readonly #projects = new Map<string, Map<Subscriber, Entry>>();
+
+  /** Adds a subscriber in catch-up mode: live changes are held until `live()`. */
+  add(subscriber: Subscriber): void {
+    let entries = this.#projects.get(subscriber.projectId);
+    if (!entries) this.#projects.set(subscriber.projectId, (entries = new Map<Subscriber, Entry>()));
+    entries.set(subscriber, { subscriber, buffer: [] });
+  }
+
+  /** Catch-up ended at `cursor`: sends what was held back beyond it, then delivers live. */
+  live(subscriber: Subscriber, cursor: number): void {
+    const entry = this.#projects.get(subscriber.projectId)?.get(subscriber);
+    if (!entry || entry.buffer === null) return;
+    const held = entry.buffer.filter((change) => change.seq > cursor);
+    entry.buffer = null;
+    if (held.length > 0) deliver(subscriber, held);
+  }
+
+  remove(subscriber: Subscriber): void {
+    const entries = this.#projects.get(subscriber.projectId);
+    entries?.delete(subscriber);
+    if (entries?.size === 0) this.#projects.delete(subscriber.projectId);
+  }
+
+  /** Delivers committed effective changes to every subscriber of their scopes but the device that made them. */
+  publish(projectId: string, changes: readonly ScopedRowChange[], fromDeviceId?: string): void {
+    const entries = this.#projects.get(projectId);
+    if (!entries) return;
+    for (const entry of entries.values()) {
+      if (entry.subscriber.deviceId === fromDeviceId) continue;
+      const visible = changes.filter((change) => entry.subscriber.scopes.has(change.scope));
+      if (visible.length === 0) continue;
+      if (entry.buffer !== null) entry.buffer.push(...visible);
+      else deliver(entry.subscriber, visible);
+    }
+  }
+
+  get connections(): number {
+    let count = 0;
+    for (const entries of this.#projects.values()) count += entries.size;
+    return count;
+  }
+}
+
+function deliver(subscriber: Subscriber, changes: readonly ScopedRowChange[]): void {
+  const rows: RowChange[] = changes.map(({ scope: _scope, ...change }) => change);
+  subscriber.send({ type: 'changes', changes: rows, cursor: rows.at(-1)?.seq ?? 0, hasMore: false, remaining: 0 });
+}
