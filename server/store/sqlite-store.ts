@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS change_log (
   seq INTEGER,
   received_at INTEGER NOT NULL,
   PRIMARY KEY (project_id, change_id)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS row_state (
   project_id TEXT NOT NULL,
   scope TEXT NOT NULL,
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS row_state (
   delete_clock TEXT,
   last_seq INTEGER NOT NULL,
   PRIMARY KEY (project_id, scope, table_name, row_id)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS row_state_by_seq ON row_state (project_id, scope, last_seq);
 CREATE TABLE IF NOT EXISTS conflicts (
   id INTEGER PRIMARY KEY,
@@ -102,6 +102,7 @@ export class SqliteStore implements Store {
     this.#db = new Database(file);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
+    this.#db.pragma('cache_size = -65536');
     this.#db.exec(SCHEMA);
     const db = this.#db;
     this.#statements = {
