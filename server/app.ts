@@ -58,7 +58,7 @@ export function createApp(options: AppOptions): Hono {
     '/v1/*',
     bodyLimit({
       maxSize: maxBytes,
-      onError: (c) => c.json({ kind: ErrorKind.Limit, message: `the body is larger than ${maxBytes} bytes` }, 413),
+      onError: (c) => c.json({ kind: ErrorKind.Invalid, message: `the body is larger than ${maxBytes} bytes (the limit)` }, 413),
     }),
   );
 
@@ -143,8 +143,9 @@ export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.I
   if (result.success) return result.output;
   const issue = result.issues[0];
   const path = issue.path?.map((item) => String(item.key)).join('.') ?? '';
-  const kind = issue.type === 'max_length' ? ErrorKind.Limit : ErrorKind.Invalid;
-  throw new ServerError(kind, path ? `${path}: ${issue.message}` : issue.message);
+  // A count over its limit is a 413, like a body over its size.
+  const status = issue.type === 'max_length' ? 413 : 400;
+  throw new ServerError(ErrorKind.Invalid, path ? `${path}: ${issue.message}` : issue.message, status);
 }
 
 function integerParam(value: string | undefined, name: string, fallback: number): number {

@@ -5,7 +5,6 @@ const STATUS: Record<ErrorKind, number> = {
   [ErrorKind.Invalid]: 400,
   [ErrorKind.Auth]: 401,
   [ErrorKind.NotFound]: 404,
-  [ErrorKind.Limit]: 413,
   [ErrorKind.Version]: 426,
   [ErrorKind.Database]: 500,
   [ErrorKind.Schema]: 500,
@@ -17,10 +16,10 @@ const STATUS: Record<ErrorKind, number> = {
 export class ServerError extends Error {
   readonly kind: ErrorKind;
   readonly status: number;
-  constructor(kind: ErrorKind, message: string) {
+  constructor(kind: ErrorKind, message: string, status: number = STATUS[kind]) {
     super(message);
     this.name = 'ServerError';
     this.kind = kind;
-    this.status = STATUS[kind];
+    this.status = status;
   }
 }

@@ -70,7 +70,7 @@ export class SyncSocket {
   async #handle(data: unknown): Promise<void> {
     if (this.#closed) return;
     const text = typeof data === 'string' ? data : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : String(data);
-    if (Buffer.byteLength(text) > LIMITS.maxMessageBytes) throw new ServerError(ErrorKind.Limit, `a frame is at most ${LIMITS.maxMessageBytes} bytes`);
+    if (Buffer.byteLength(text) > LIMITS.maxMessageBytes) throw new ServerError(ErrorKind.Invalid, `a frame is at most ${LIMITS.maxMessageBytes} bytes (the limit)`);
     let json: unknown;
     try {
       json = JSON.parse(text);

@@ -126,7 +126,7 @@ describe('bad input over WebSocket', () => {
     ['an unknown message type', JSON.stringify({ type: 'subscribe', table: 'todos' }), 'invalid'],
     ['wrong types', JSON.stringify({ type: 'push', changes: [{ ...change('r1', { a: 1 }), op: 'upsert' }] }), 'invalid'],
     ['SQL in a table name', JSON.stringify({ type: 'push', changes: [change('r1', { a: 1 }, "todos'; --")] }), 'invalid'],
-    ['an oversize frame', JSON.stringify({ type: 'push', changes: [change('r1', { big: 'x'.repeat(LIMITS.maxMessageBytes) })] }), 'limit'],
+    ['an oversize frame', JSON.stringify({ type: 'push', changes: [change('r1', { big: 'x'.repeat(LIMITS.maxMessageBytes) })] }), 'invalid'],
   ])('answers %s with an error frame, stores nothing, and keeps the socket open', async (_name, frame, kind) => {
     const socket = await device('alice', 'd1');
     const from = socket.received.length;

@@ -11,14 +11,15 @@ export const ErrorKind = {
   Storage: 'storage',
   /** The instance was closed, or the worker went away before answering. Safe to retry on a new one. */
   Closed: 'closed',
-  /** An argument does not have the required shape (unknown table, bad identifier, bad options). */
+  /**
+   * An argument or message does not have the required shape (unknown table, bad identifier, bad
+   * options), or exceeds a documented limit (size, changes per push).
+   */
   Invalid: 'invalid',
   /** Authentication failed (missing, expired, forged or wrong-project token). */
   Auth: 'auth',
   /** The peer speaks a protocol version this side does not. */
   Version: 'version',
-  /** A request or frame exceeds a documented limit (size, changes per push). */
-  Limit: 'limit',
   /** The project (or another named thing) does not exist. */
   NotFound: 'not-found',
   /** Anything else: a bug in PocketSync. */

@@ -3,7 +3,7 @@ import * as v from 'valibot';
 import { ClientChangeSchema } from './change.js';
 import { IdSchema } from './values.js';
 
-/** Documented limits; violations get kind 'limit' and change nothing. */
+/** Documented limits; a violation gets kind 'invalid' (HTTP 413 for sizes and counts) and changes nothing. */
 export const LIMITS = {
   /** Bytes in one WebSocket frame or HTTP request body. */
   maxMessageBytes: 1024 * 1024,

@@ -110,10 +110,10 @@ export class SqliteStore implements Store {
       project: db.prepare('SELECT id, secret, strategy, shared_tables, created_at FROM projects WHERE id = ?'),
       lastSeq: db.prepare('SELECT last_seq FROM projects WHERE id = ?').pluck(),
       setLastSeq: db.prepare('UPDATE projects SET last_seq = ? WHERE id = ?'),
-      seenChange: db.prepare('SELECT outcome, seq FROM change_log WHERE project_id = ? AND change_id = ?'),
+      seenChange: db.prepare('SELECT seq FROM change_log WHERE project_id = ? AND change_id = ?'),
       logChange: db.prepare(
         `INSERT INTO change_log (project_id, change_id, device_id, user_id, table_name, row_id, op, payload, clock, outcome, seq, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, change_id) DO NOTHING`,
       ),
       rowState: db.prepare('SELECT vals, clocks, seqs, deleted, delete_clock, last_seq FROM row_state WHERE project_id = ? AND scope = ? AND table_name = ? AND row_id = ?'),
       upsertRow: db.prepare(
@@ -206,11 +206,6 @@ export class SqliteStore implements Store {
       const conflicts: Conflict[] = [];
       const touched = new Map<string, ScopedRowChange>();
       for (const change of input.changes) {
-        const seen = s.seenChange.get(project.id, change.id) as { outcome: string; seq: number | null } | undefined;
-        if (seen) {
-          results.push({ id: change.id, outcome: 'duplicate', seq: seen.seq });
-          continue;
-        }
         const scope = scopeOf(project, change.table, input.userId);
         const current = this.#rowState(project.id, scope, change);
         const result = merge(current?.state ?? null, change, seq + 1, {
@@ -218,12 +213,24 @@ export class SqliteStore implements Store {
           deviceCursor: input.deviceCursor,
           resolver: input.resolver,
         });
-        const changeSeq = result.effective ? ++seq : null;
-        const lastSeq = changeSeq ?? current?.lastSeq ?? 0;
-        if (result.effective || result.state !== current?.state) this.#saveRow(project.id, scope, change, result.state, lastSeq);
+        const changeSeq = result.effective ? seq + 1 : null;
         const outcome = result.effective ? 'applied' : 'superseded';
-        s.logChange.run(project.id, change.id, input.deviceId, input.userId, change.table, change.row, change.op,
-          change.values === undefined ? null : JSON.stringify(change.values), change.clock, outcome, changeSeq, now);
+        const payload = change.values === undefined ? null : JSON.stringify(change.values);
+        // The change log's primary key is the idempotency check: a change id seen before is not
+        // logged again, and its merge result is thrown away (nothing else was written yet).
+        const logged = s.logChange.run(project.id, change.id, input.deviceId, input.userId, change.table, change.row, change.op, payload, change.clock, outcome, changeSeq, now);
+        if (logged.changes === 0) {
+          const seen = s.seenChange.get(project.id, change.id) as { seq: number | null };
+          results.push({ id: change.id, outcome: 'duplicate', seq: seen.seq });
+          continue;
+        }
+        if (changeSeq !== null) seq = changeSeq;
+        const lastSeq = changeSeq ?? current?.lastSeq ?? 0;
+        if (result.effective || result.state !== current?.state) {
+          // A new row's values are exactly the change's: reuse that JSON instead of writing it twice.
+          const values = current === null && payload !== null && !result.state.deleted ? payload : JSON.stringify(result.state.values);
+          this.#saveRow(project, scope, change, result.state, values, lastSeq);
+        }
         for (const conflict of result.conflicts) {
           s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now);
         }
@@ -256,9 +263,11 @@ export class SqliteStore implements Store {
     };
   }
 
-  #saveRow(projectId: string, scope: string, change: ClientChange, state: RowState, lastSeq: number): void {
-    this.#statements.upsertRow.run(projectId, scope, change.table, change.row, JSON.stringify(state.values), JSON.stringify(state.clocks),
-      JSON.stringify(state.seqs), state.deleted ? 1 : 0, state.deleteClock, lastSeq);
+  #saveRow(project: Project, scope: string, change: ClientChange, state: RowState, values: string, lastSeq: number): void {
+    // Per-column seqs only matter to 'server-wins'; other projects skip writing them.
+    const seqs = project.strategy === 'server-wins' ? JSON.stringify(state.seqs) : '{}';
+    this.#statements.upsertRow.run(project.id, scope, change.table, change.row, values, JSON.stringify(state.clocks), seqs,
+      state.deleted ? 1 : 0, state.deleteClock, lastSeq);
   }
 
   pull(input: PullInput): Promise<PullOutput> {
