@@ -32,6 +32,8 @@ export interface AppOptions {
   /** Called after each commit with its effective changes, in seq order (the fan-out listens). */
   readonly onCommit?: (projectId: string, changes: readonly ScopedRowChange[]) => void;
   readonly maxMessageBytes?: number;
+  /** One structured line per refused or failed request. */
+  readonly log?: (line: Record<string, unknown>) => void;
 }
 
 const NewProjectSchema = v.strictObject({
@@ -48,9 +50,13 @@ export function createApp(options: AppOptions): Hono {
   const app = new Hono();
   const maxBytes = options.maxMessageBytes ?? LIMITS.maxMessageBytes;
 
+  const log = options.log ?? (() => undefined);
   app.onError((error, c) => {
-    if (error instanceof ServerError) return c.json({ kind: error.kind, message: error.message }, error.status as 400);
-    console.error(JSON.stringify({ level: 'error', event: 'unhandled', path: c.req.path, message: String(error) }));
+    if (error instanceof ServerError) {
+      log({ event: 'error', method: c.req.method, path: c.req.path, status: error.status, kind: error.kind, message: error.message });
+      return c.json({ kind: error.kind, message: error.message }, error.status as 400);
+    }
+    log({ event: 'error', method: c.req.method, path: c.req.path, status: 500, kind: ErrorKind.Internal, message: String(error) });
     return c.json({ kind: ErrorKind.Internal, message: 'internal error' }, 500);
   });
   app.notFound((c) => c.json({ kind: ErrorKind.NotFound, message: `no route for ${c.req.method} ${c.req.path}` }, 404));

@@ -54,6 +54,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     ...(options.dev ? { dev: true } : {}),
     ...(options.resolver ? { resolver: options.resolver } : {}),
     onCommit: (projectId, changes) => hub.publish(projectId, changes),
+    log,
   });
   const nodeWs = createNodeWebSocket({ app });
   const { wss } = nodeWs;
