@@ -106,7 +106,7 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
       const fromZero = await store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor: 0, limit: 100 });
       expect(fromZero.changes.map((c) => c.row)).toEqual(['r2']);
       const fromTwo = await store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor: 2, limit: 100 });
-      expect(fromTwo.changes).toEqual([{ seq: 3, table: 'todos', row: 'r1', deleted: true }]);
+      expect(fromTwo.changes).toEqual([{ seq: 3, table: 'todos', row: 'r1', deleted: true, deleteClock: clock(3) }]);
     });
 
     it('keeps private rows to their user and shares the shared tables', async () => {

@@ -38,6 +38,8 @@ export interface RowChange {
   readonly table: string;
   readonly row: string;
   readonly deleted: boolean;
+  /** The clock of the delete (only when deleted). */
+  readonly deleteClock?: string;
   /** Every known column of the row (absent when deleted). */
   readonly values?: Readonly<Record<string, v.InferOutput<typeof ColumnValueSchema>>>;
   /** The clock that won each column (absent when deleted). */

@@ -316,6 +316,6 @@ function settle<T>(work: () => T): Promise<T> {
 
 function toRowChange(scope: string, table: string, row: string, state: RowState, seq: number): ScopedRowChange {
   return state.deleted
-    ? { scope, seq, table, row, deleted: true }
+    ? { scope, seq, table, row, deleted: true, ...(state.deleteClock !== null ? { deleteClock: state.deleteClock } : {}) }
     : { scope, seq, table, row, deleted: false, values: state.values, clocks: state.clocks };
 }

@@ -1,0 +1,153 @@
+/**
+ * The local replica's side of sync, on top of the engine: what to push (the unsynced change log, as
+ * wire changes), what an acknowledgement settles, and how a batch of remote row changes is applied.
+ * The sync loop (transport, reconnects, status) drives these; they know nothing of sockets.
+ *
+ * Applying a batch (design notes):
+ * - One transaction, change capture off, the cursor advanced in the same transaction: a crash
+ *   leaves either the whole batch and its cursor, or neither.
+ * - Idempotent: a row change at or below the stored cursor was applied already and is skipped, so
+ *   a batch delivered twice has the effect of once.
+ * - A local edit not yet acknowledged keeps its columns against a remote value with an older
+ *   clock: the same per-column rule the server applies, so the server's echo of the merged row and
+ *   this device agree once the edit is pushed.
+ * - Every received clock advances this device's HLC, so later local edits sort after what it saw.
+ */
+import type { ClientChange, RowChange } from '../../lib/protocol/change.js';
+import type { ColumnValue } from '../../lib/protocol/values.js';
+import type { Row, SqlValue } from '../../lib/protocol/worker-api.js';
+import type { Engine } from '../engine.js';
+import { quoteIdentifier } from '../sql.js';
+
+interface PendingRow {
+  id: number;
+  change_id: string;
+  table_name: string;
+  ps_global_id: string;
+  operation: ClientChange['op'];
+  payload: string;
+  clock: string;
+}
+
+export class Replica {
+  readonly #engine: Engine;
+
+  constructor(engine: Engine) {
+    this.#engine = engine;
+  }
+
+  /** The highest seq applied from the server. */
+  get cursor(): number {
+    return Number(this.#engine.query('SELECT server_cursor AS c FROM __pocketsync_device_state WHERE id = 1')[0]?.c ?? 0);
+  }
+
+  /** Local changes not yet acknowledged, oldest first, as they go on the wire. */
+  pending(limit: number): ClientChange[] {
+    const rows = this.#engine.query(
+      'SELECT id, change_id, table_name, ps_global_id, operation, payload, clock FROM __pocketsync_changes WHERE synced = 0 ORDER BY id LIMIT ?',
+      [limit],
+    ) as unknown as PendingRow[];
+    return rows.map(toClientChange);
+  }
+
+  pendingCount(): number {
+    return Number(this.#engine.query('SELECT count(*) AS n FROM __pocketsync_changes WHERE synced = 0')[0]?.n ?? 0);
+  }
+
+  /** Marks acknowledged changes synced (applied, superseded or duplicate: the server has them). */
+  acknowledge(changeIds: readonly string[]): void {
+    if (changeIds.length === 0) return;
+    this.#engine.execute(
+      `UPDATE __pocketsync_changes SET synced = 1 WHERE change_id IN (SELECT value FROM json_each(?))`,
+      [JSON.stringify(changeIds)],
+    );
+  }
+
+  /** Applies a batch of remote row changes and moves the cursor to `cursor`, atomically. */
+  apply(changes: readonly RowChange[], cursor: number): void {
+    const engine = this.#engine;
+    engine.begin();
+    try {
+      const applied = this.cursor;
+      engine.applyWithoutCapture(() => {
+        for (const change of changes) if (change.seq > applied) this.#applyOne(change);
+      });
+      if (cursor > applied) {
+        engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
+      }
+      engine.commit();
+    } catch (error) {
+      engine.rollback();
+      throw error;
+    }
+  }
+
+  #applyOne(change: RowChange): void {
+    const engine = this.#engine;
+    if (!engine.syncedTables.includes(change.table)) return; // a table this app version does not have
+    const t = quoteIdentifier(change.table);
+    for (const clock of Object.values(change.clocks ?? {})) engine.clock.receive(clock);
+    if (change.deleteClock) engine.clock.receive(change.deleteClock);
+    const local = this.#pendingClocks(change.table, change.row);
+    if (change.deleted) {
+      // A newer unacknowledged local write keeps the row; the server will decide with it.
+      if (local.newest !== null && local.newest > newestOf(change)) return;
+      engine.execute(`DELETE FROM ${t} WHERE ps_global_id = ?`, [change.row]);
+      return;
+    }
+    const columns = new Set(engine.query(`SELECT name FROM pragma_table_info(?)`, [change.table]).map((r) => r.name as string));
+    const values: Record<string, SqlValue> = {};
+    for (const [column, value] of Object.entries(change.values ?? {})) {
+      if (!columns.has(column) || column === 'ps_global_id') continue;
+      const localClock = local.columns.get(column);
+      const remoteClock = change.clocks?.[column] ?? '';
+      if (localClock !== undefined && localClock > remoteClock) continue;
+      values[column] = fromWire(value);
+    }
+    const exists = engine.query(`SELECT 1 AS x FROM ${t} WHERE ps_global_id = ?`, [change.row]).length > 0;
+    const names = Object.keys(values);
+    if (exists) {
+      if (names.length > 0) engine.update(change.table, values, { ps_global_id: change.row });
+    } else {
+      engine.insert(change.table, { ...values, ps_global_id: change.row });
+    }
+  }
+
+  /** The clocks of this row's unacknowledged local writes, per column, and the newest overall. */
+  #pendingClocks(table: string, row: string): { columns: Map<string, string>; newest: string | null } {
+    const rows = this.#engine.query(
+      'SELECT operation, payload, clock FROM __pocketsync_changes WHERE synced = 0 AND table_name = ? AND ps_global_id = ? ORDER BY id',
+      [table, row],
+    ) as unknown as Array<Pick<PendingRow, 'operation' | 'payload' | 'clock'>>;
+    const columns = new Map<string, string>();
+    let newest: string | null = null;
+    for (const pending of rows) {
+      if (newest === null || pending.clock > newest) newest = pending.clock;
+      const change = toClientChange({ ...pending, id: 0, change_id: '', table_name: table, ps_global_id: row });
+      for (const column of Object.keys(change.values ?? {})) columns.set(column, pending.clock);
+    }
+    return { columns, newest };
+  }
+}
+
+function toClientChange(row: PendingRow): ClientChange {
+  const payload = JSON.parse(row.payload) as { row?: Record<string, ColumnValue>; changed?: string[] };
+  const base = { id: row.change_id, table: row.table_name, row: row.ps_global_id, op: row.operation, clock: row.clock };
+  if (row.operation === 'delete') return base;
+  const all = payload.row ?? {};
+  const changed = row.operation === 'update' && payload.changed ? payload.changed : Object.keys(all);
+  return { ...base, values: Object.fromEntries(changed.map((column) => [column, all[column] ?? null])) };
+}
+
+function newestOf(change: RowChange): string {
+  return Object.values(change.clocks ?? {}).reduce((a, b) => (b > a ? b : a), change.deleteClock ?? '');
+}
+
+/** A wire value as SQLite takes it: BLOBs come as { $base16 }. */
+function fromWire(value: ColumnValue): SqlValue {
+  if (value !== null && typeof value === 'object') {
+    const hex = value.$base16;
+    return Uint8Array.from({ length: hex.length / 2 }, (_, i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16));
+  }
+  return value;
+}
