@@ -15,7 +15,7 @@
  */
 import type { ClientChange, RowChange } from '../../lib/protocol/change.js';
 import type { ColumnValue } from '../../lib/protocol/values.js';
-import type { Row, SqlValue } from '../../lib/protocol/worker-api.js';
+import type { SqlValue } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
 import { quoteIdentifier } from '../sql.js';
 
