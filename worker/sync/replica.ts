@@ -95,10 +95,12 @@ export class Replica {
       engine.execute(`DELETE FROM ${t} WHERE ps_global_id = ?`, [change.row]);
       return;
     }
-    const columns = new Set(engine.query(`SELECT name FROM pragma_table_info(?)`, [change.table]).map((r) => r.name as string));
+    const { columns, localKey } = this.#tableShape(change.table);
     const values: Record<string, SqlValue> = {};
     for (const [column, value] of Object.entries(change.values ?? {})) {
-      if (!columns.has(column) || column === 'ps_global_id') continue;
+      // An INTEGER PRIMARY KEY is this device's rowid: two devices assign the same numbers offline,
+      // so it never crosses over; rows are matched by ps_global_id.
+      if (!columns.has(column) || column === 'ps_global_id' || column === localKey) continue;
       const localClock = local.columns.get(column);
       const remoteClock = change.clocks?.[column] ?? '';
       if (localClock !== undefined && localClock > remoteClock) continue;
@@ -111,6 +113,15 @@ export class Replica {
     } else {
       engine.insert(change.table, { ...values, ps_global_id: change.row });
     }
+  }
+
+  /** A table's columns, and its INTEGER PRIMARY KEY (the rowid alias), if it has one. */
+  #tableShape(table: string): { columns: Set<string>; localKey: string | null } {
+    const info = this.#engine.query('SELECT name, type, pk FROM pragma_table_info(?)', [table]);
+    const keys = info.filter((c) => Number(c.pk) > 0);
+    const [key] = keys;
+    const localKey = keys.length === 1 && key && String(key.type).toUpperCase() === 'INTEGER' ? String(key.name) : null;
+    return { columns: new Set(info.map((c) => String(c.name))), localKey };
   }
 
   /** The clocks of this row's unacknowledged local writes, per column, and the newest overall. */

@@ -1,0 +1,196 @@
+/**
+ * The sync loop: one WebSocket per database (partysocket, reconnecting with backoff), hello with
+ * the cursor, catch-up, then live. It pushes the change log and applies what the server sends.
+ *
+ * Design notes:
+ * - One push in flight at a time, in change-log order. Nothing is marked synced before its ack. A
+ *   push lost with its connection is simply sent again after the reconnect, and the server answers
+ *   'duplicate' for whatever it had already committed.
+ * - A burst of local writes is coalesced for `pushDelayMs` (5 ms) before a push.
+ * - An auth failure gets one more try with a fresh token (authToken may be a function). A second
+ *   one in a row is state 'error' with kind 'auth', and the socket stays closed: no reconnect storm.
+ */
+import { WebSocket as ReconnectingWebSocket } from 'partysocket';
+import type { DownMessage } from '../../lib/protocol/down.js';
+import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
+import { PROTOCOL_VERSION } from '../../lib/protocol/protocol-version.js';
+import { LIMITS } from '../../lib/protocol/up.js';
+import type { Engine } from '../engine.js';
+import { toErrorData } from '../engine-error.js';
+import type { Replica } from './replica.js';
+
+export type SyncState = 'offline' | 'connecting' | 'catching-up' | 'live' | 'error';
+
+export interface SyncStatus {
+  readonly state: SyncState;
+  readonly pending: number;
+  readonly lastSyncedAt: number | null;
+  /** Rows applied of the rows this catch-up brings; null when not catching up. */
+  readonly progress: { readonly done: number; readonly total: number } | null;
+  readonly error: ErrorData | null;
+}
+
+export interface SyncLoopOptions {
+  /** The project's sync endpoint: ws(s)://host/v1/projects/<project>/sync. */
+  readonly url: string;
+  readonly token: () => string | Promise<string>;
+  /** A WebSocket constructor where there is no global one (Node: `ws`). */
+  readonly WebSocket?: unknown;
+  readonly pushDelayMs?: number;
+  readonly onStatus?: (status: SyncStatus) => void;
+  /** Tables the applied remote changes touched (for watchers). */
+  readonly onRemoteTables?: (tables: string[]) => void;
+}
+
+const CLOSE_AUTH = 4001;
+const CLOSE_VERSION = 4002;
+
+export class SyncLoop {
+  readonly #engine: Engine;
+  readonly #replica: Replica;
+  readonly #options: SyncLoopOptions;
+  #socket: ReconnectingWebSocket | null = null;
+  #status: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null };
+  #inFlight = false;
+  #pushTimer: ReturnType<typeof setTimeout> | null = null;
+  #authRetried = false;
+  #done = 0;
+
+  constructor(engine: Engine, replica: Replica, options: SyncLoopOptions) {
+    this.#engine = engine;
+    this.#replica = replica;
+    this.#options = options;
+  }
+
+  get status(): SyncStatus {
+    return this.#status;
+  }
+
+  start(): void {
+    if (this.#socket) return;
+    this.#update({ state: 'connecting', error: null });
+    const socket = new ReconnectingWebSocket(this.#options.url, [], {
+      ...(this.#options.WebSocket ? { WebSocket: this.#options.WebSocket } : {}),
+      maxEnqueuedMessages: 0,
+      minReconnectionDelay: 200 + Math.random() * 300,
+      maxReconnectionDelay: 15_000,
+      reconnectionDelayGrowFactor: 1.6,
+      shouldReconnectOnClose: (event) => event.code !== CLOSE_AUTH && event.code !== CLOSE_VERSION,
+    });
+    socket.addEventListener('open', () => void this.#hello());
+    socket.addEventListener('message', (event: MessageEvent) => this.#message(event.data));
+    socket.addEventListener('close', (event: CloseEvent) => this.#closed(event.code));
+    this.#socket = socket;
+  }
+
+  stop(): void {
+    this.#socket?.close();
+    this.#socket = null;
+    this.#inFlight = false;
+    if (this.#pushTimer) clearTimeout(this.#pushTimer);
+    this.#pushTimer = null;
+    this.#update({ state: 'offline', progress: null });
+  }
+
+  /** A local write committed: push it soon (bursts coalesce). */
+  localWrite(): void {
+    this.#update({ pending: this.#replica.pendingCount() });
+    if (this.#pushTimer !== null) return;
+    this.#pushTimer = setTimeout(() => {
+      this.#pushTimer = null;
+      this.#push();
+    }, this.#options.pushDelayMs ?? 5);
+  }
+
+  async #hello(): Promise<void> {
+    this.#inFlight = false;
+    this.#done = 0;
+    this.#update({ state: 'catching-up', progress: { done: 0, total: 0 } });
+    const token = await this.#options.token();
+    this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: this.#replica.cursor, token });
+  }
+
+  #message(data: unknown): void {
+    let message: DownMessage;
+    try {
+      message = JSON.parse(String(data)) as DownMessage;
+    } catch {
+      return;
+    }
+    switch (message.type) {
+      case 'changes': {
+        try {
+          this.#replica.apply(message.changes, message.cursor);
+        } catch (error) {
+          // The batch was rolled back and the cursor did not move; stop rather than loop on it.
+          this.#socket?.close();
+          this.#socket = null;
+          this.#update({ state: 'error', progress: null, error: toErrorData(error) });
+          return;
+        }
+        const tables = [...new Set(message.changes.map((c) => c.table))];
+        if (tables.length > 0) this.#options.onRemoteTables?.(tables);
+        if (this.#status.state === 'catching-up') {
+          this.#done += message.changes.length;
+          if (message.hasMore) {
+            this.#update({ progress: { done: this.#done, total: this.#done + message.remaining } });
+          } else {
+            this.#authRetried = false;
+            this.#update({ state: 'live', progress: null, lastSyncedAt: Date.now(), error: null });
+            this.#push();
+          }
+        } else {
+          this.#update({ lastSyncedAt: Date.now() });
+        }
+        return;
+      }
+      case 'ack': {
+        this.#replica.acknowledge(message.results.map((r) => r.id));
+        this.#inFlight = false;
+        this.#update({ pending: this.#replica.pendingCount(), lastSyncedAt: Date.now() });
+        this.#push();
+        return;
+      }
+      case 'error': {
+        if (message.kind === ErrorKind.Auth || message.kind === ErrorKind.Version) this.#refused(message);
+        return;
+      }
+    }
+  }
+
+  #refused(error: ErrorData): void {
+    if (error.kind === ErrorKind.Auth && !this.#authRetried) {
+      // One more try: the token function may mint a fresh token.
+      this.#authRetried = true;
+      this.#socket?.reconnect();
+      return;
+    }
+    this.#socket?.close();
+    this.#socket = null;
+    this.#update({ state: 'error', error, progress: null });
+  }
+
+  #closed(code: number): void {
+    this.#inFlight = false;
+    if (this.#status.state === 'error' || this.#socket === null) return;
+    if (code === CLOSE_AUTH || code === CLOSE_VERSION) return; // #refused decides
+    this.#update({ state: 'connecting', progress: null });
+  }
+
+  #push(): void {
+    if (this.#status.state !== 'live' || this.#inFlight) return;
+    const changes = this.#replica.pending(LIMITS.maxChangesPerPush);
+    if (changes.length === 0) return;
+    this.#inFlight = true;
+    this.#send({ type: 'push', changes });
+  }
+
+  #send(message: unknown): void {
+    this.#socket?.send(JSON.stringify(message));
+  }
+
+  #update(patch: Partial<SyncStatus>): void {
+    this.#status = { ...this.#status, pending: this.#replica.pendingCount(), ...patch };
+    this.#options.onStatus?.(this.#status);
+  }
+}
