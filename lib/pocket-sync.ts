@@ -2,11 +2,12 @@
  * PocketSync on the main thread: starts the database worker, opens the database through it, and
  * hands out the `database` API. The worker holds SQLite; this side holds no data.
  */
-import { transfer, wrap, type Endpoint } from 'comlink';
+import { proxy, transfer, wrap, type Endpoint } from 'comlink';
 import { Database } from './database.js';
 import { PocketSyncError } from './errors.js';
 import { ErrorKind } from './protocol/error-kind.js';
-import type { OpenResult, Schema, StorageKind, TablesChangedMessage, WorkerApi } from './protocol/worker-api.js';
+import type { OpenResult, Schema, StorageKind, SyncStatusMessage, TablesChangedMessage, WorkerApi } from './protocol/worker-api.js';
+import { Sync } from './sync.js';
 import { Watches } from './watch.js';
 import { WorkerClient } from './worker-client.js';
 
@@ -17,7 +18,11 @@ export interface PocketSyncOptions {
   readonly schema?: Schema;
   /** The tables to sync; every user table when absent. */
   readonly tables?: readonly string[];
-  /** The sync server, the app's project there and the user's token (used once sync is enabled). */
+  /**
+   * The sync server (http(s)://host), the app's project there, and the user's token, or a function
+   * that returns a fresh one (called at each connection, and again after an auth failure). Sync runs
+   * when all three are given; without them the database is local only.
+   */
   readonly serverUrl?: string;
   readonly projectId?: string;
   readonly authToken?: string | (() => string | Promise<string>);
@@ -45,6 +50,8 @@ export class PocketSync {
   readonly schemaVersion: number;
   readonly syncedTables: readonly string[];
   readonly database: Database;
+  /** Sync status and control. */
+  readonly sync: Sync;
   readonly options: PocketSyncOptions;
 
   readonly #client: WorkerClient;
@@ -57,6 +64,12 @@ export class PocketSync {
     const endpoint = typeof options.worker === 'function' ? options.worker() : (options.worker ?? defaultWorker());
     const client = new WorkerClient(wrap<WorkerApi>(endpoint));
     const channel = new MessageChannel();
+    const syncUrl = syncEndpoint(options);
+    // Status messages can arrive before the instance exists; keep the latest.
+    let early: SyncStatusMessage['status'] | null = null;
+    channel.port1.onmessage = (event: MessageEvent<SyncStatusMessage>) => {
+      if (event.data?.type === 'sync-status') early = event.data.status;
+    };
     let opened: OpenResult;
     try {
       const openOptions = {
@@ -64,8 +77,11 @@ export class PocketSync {
         ...(options.schema ? { schema: options.schema } : {}),
         ...(options.tables ? { tables: options.tables } : {}),
         ...(options.storage ? { storage: options.storage } : {}),
+        ...(syncUrl ? { syncUrl } : {}),
       };
-      opened = await client.call((api) => api.open(openOptions, transfer(channel.port2, [channel.port2])));
+      const authToken = options.authToken;
+      const token = syncUrl && authToken !== undefined ? proxy(async () => (typeof authToken === 'function' ? await authToken() : authToken)) : undefined;
+      opened = await client.call((api) => api.open(openOptions, transfer(channel.port2, [channel.port2]), token));
     } catch (error) {
       client.markClosed('initialization failed');
       channel.port1.close();
@@ -74,10 +90,12 @@ export class PocketSync {
     }
     if (opened.warning) console.warn(`PocketSync: ${opened.warning}`);
     if (opened.storage !== 'memory') void requestPersistence();
-    return new PocketSync(options, endpoint, client, channel.port1, opened);
+    const instance = new PocketSync(options, endpoint, client, channel.port1, opened, syncUrl !== undefined);
+    if (early) instance.sync.received(early);
+    return instance;
   }
 
-  private constructor(options: PocketSyncOptions, endpoint: Endpoint, client: WorkerClient, port: MessagePort, opened: OpenResult) {
+  private constructor(options: PocketSyncOptions, endpoint: Endpoint, client: WorkerClient, port: MessagePort, opened: OpenResult, syncEnabled: boolean) {
     this.options = options;
     this.#endpoint = endpoint;
     this.#client = client;
@@ -89,10 +107,11 @@ export class PocketSync {
     this.syncedTables = opened.syncedTables;
     const watches = new Watches(client);
     this.database = new Database(client, watches);
+    this.sync = new Sync(client, syncEnabled);
     this.#listeners.add((tables) => watches.tablesChanged(tables));
-    port.onmessage = (event: MessageEvent<TablesChangedMessage>) => {
-      if (event.data?.type !== 'tables-changed') return;
-      for (const listener of this.#listeners) listener(event.data.tables);
+    port.onmessage = (event: MessageEvent<TablesChangedMessage | SyncStatusMessage>) => {
+      if (event.data?.type === 'tables-changed') for (const listener of this.#listeners) listener(event.data.tables);
+      else if (event.data?.type === 'sync-status') this.sync.received(event.data.status);
     };
     if ('addEventListener' in endpoint && endpoint instanceof EventTarget) {
       endpoint.addEventListener('error', () => client.markClosed('the database worker failed'));
@@ -121,6 +140,14 @@ export class PocketSync {
   dispose(): Promise<void> {
     return this.close();
   }
+}
+
+/** ws(s)://host/v1/projects/<project>/sync from the options, when sync is configured. */
+function syncEndpoint(options: PocketSyncOptions): string | undefined {
+  if (!options.serverUrl || !options.projectId || options.authToken === undefined) return undefined;
+  const url = new URL(`v1/projects/${encodeURIComponent(options.projectId)}/sync`, options.serverUrl.endsWith('/') ? options.serverUrl : `${options.serverUrl}/`);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.toString();
 }
 
 function terminate(endpoint: Endpoint): void {

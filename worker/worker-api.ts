@@ -10,11 +10,13 @@
  */
 import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
-import type { OpenOptions, OpenResult, Row, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
+import type { OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
 import { rememberDeviceId, rememberedDeviceId } from './device-id.js';
 import { Engine } from './engine.js';
 import { EngineError, toErrorData } from './engine-error.js';
 import { openStorage } from './storage.js';
+import { Replica } from './sync/replica.js';
+import { SyncLoop } from './sync/sync-loop.js';
 
 let sqlite3: Promise<Sqlite3Static> | null = null;
 
@@ -23,9 +25,15 @@ function loadSqlite(): Promise<Sqlite3Static> {
   return sqlite3;
 }
 
-export function createWorkerApi(): WorkerApi {
+export interface WorkerApiDeps {
+  /** A WebSocket constructor where there is no global one (Node 20: the `ws` package). */
+  readonly WebSocket?: unknown;
+}
+
+export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
   let engine: Engine | null = null;
   let port: MessagePort | null = null;
+  let sync: SyncLoop | null = null;
   let activeTx: TxId | null = null;
   let nextTx = 1;
   let waiting: Array<() => void> = [];
@@ -38,7 +46,20 @@ export function createWorkerApi(): WorkerApi {
   function notify(): void {
     if (engine === null || port === null) return;
     const tables = engine.takeChangedTables();
-    if (tables.length > 0) port.postMessage({ type: 'tables-changed', tables } satisfies TablesChangedMessage);
+    if (tables.length === 0) return;
+    port.postMessage({ type: 'tables-changed', tables } satisfies TablesChangedMessage);
+    // A committed local write: the sync loop pushes it (a burst coalesces there).
+    if (tables.includes('__pocketsync_changes')) sync?.localWrite();
+  }
+
+  /** Work of the sync loop, in turn with the app's calls (never inside an app transaction). */
+  async function inTurn(work: () => void): Promise<void> {
+    await turn(undefined);
+    try {
+      work();
+    } finally {
+      notify();
+    }
   }
 
   /** Waits until no transaction other than `tx` is open. */
@@ -83,11 +104,14 @@ export function createWorkerApi(): WorkerApi {
   }
 
   return {
-    async open(options: OpenOptions, notifications: MessagePort): Promise<Result<OpenResult>> {
+    async open(options: OpenOptions, notifications: MessagePort, token?: () => Promise<string>): Promise<Result<OpenResult>> {
       try {
         if (engine !== null) throw new EngineError(ErrorKind.Invalid, 'the database is already open');
         if (typeof options.dbName !== 'string' || options.dbName.length === 0) {
           throw new EngineError(ErrorKind.Invalid, 'dbName must be a non-empty string');
+        }
+        if (options.syncUrl !== undefined && (!/^wss?:\/\//.test(options.syncUrl) || token === undefined)) {
+          throw new EngineError(ErrorKind.Invalid, 'sync needs a ws:// or wss:// URL and a token');
         }
         const module = await loadSqlite();
         const opened = await openStorage(module, options.dbName, options.storage);
@@ -104,6 +128,17 @@ export function createWorkerApi(): WorkerApi {
         await rememberDeviceId(options.dbName, engine.deviceId);
         port = notifications;
         notify();
+        if (options.syncUrl !== undefined && token !== undefined) {
+          const statusPort = notifications;
+          sync = new SyncLoop(engine, new Replica(engine), {
+            url: options.syncUrl,
+            token,
+            run: inTurn,
+            ...(deps.WebSocket ? { WebSocket: deps.WebSocket } : {}),
+            onStatus: (status) => statusPort.postMessage({ type: 'sync-status', status } satisfies SyncStatusMessage),
+          });
+          sync.start();
+        }
         return {
           ok: true,
           value: {
@@ -124,6 +159,15 @@ export function createWorkerApi(): WorkerApi {
     update: (table, values, where, whereParams, tx) => run(tx, (e) => e.update(table, values, where, whereParams)),
     delete: (table, where, whereParams, tx) => run(tx, (e) => e.delete(table, where, whereParams)),
     readTables: (sql) => run(undefined, (e) => e.readTables(sql)),
+    syncStart: () =>
+      run(undefined, () => {
+        if (!sync) throw new EngineError(ErrorKind.Invalid, 'this database was opened without sync');
+        sync.start();
+      }),
+    syncStop: () =>
+      run(undefined, () => {
+        sync?.stop();
+      }),
     async begin() {
       return run(undefined, (e) => {
         e.begin();
@@ -156,6 +200,8 @@ export function createWorkerApi(): WorkerApi {
           engine?.rollback();
           endTransaction();
         }
+        sync?.stop();
+        sync = null;
         engine?.close();
         engine = null;
         port?.close();

@@ -8,7 +8,7 @@
  * Calls are serialized by the worker. Between `begin` and `commit`/`rollback`, only calls that carry
  * that transaction's id run; every other call waits until the transaction ends.
  */
-import type { Result } from './error-kind.js';
+import type { ErrorData, Result } from './error-kind.js';
 
 /** A value SQLite stores, as it crosses postMessage. */
 export type SqlValue = string | number | bigint | null | Uint8Array;
@@ -43,6 +43,8 @@ export interface OpenOptions {
   readonly tables?: readonly string[];
   /** Force a storage kind (tests and benchmarks); the best available one when absent. */
   readonly storage?: StorageKind;
+  /** Sync with this endpoint (ws:// or wss://…/v1/projects/<project>/sync); local only when absent. */
+  readonly syncUrl?: string;
 }
 
 export interface OpenResult {
@@ -68,11 +70,32 @@ export interface TablesChangedMessage {
   readonly tables: readonly string[];
 }
 
+/** Posted on the notification port whenever the sync status changes. */
+export interface SyncStatusMessage {
+  readonly type: 'sync-status';
+  readonly status: SyncStatus;
+}
+
+export type SyncState = 'offline' | 'connecting' | 'catching-up' | 'live' | 'error';
+
+export interface SyncStatus {
+  readonly state: SyncState;
+  /** Local changes not yet acknowledged by the server. */
+  readonly pending: number;
+  readonly lastSyncedAt: number | null;
+  /** Rows applied of the rows this catch-up brings; null when not catching up. */
+  readonly progress: { readonly done: number; readonly total: number } | null;
+  readonly error: ErrorData | null;
+}
+
 /** A transaction id from `begin`; calls that pass it run inside that transaction. */
 export type TxId = number;
 
 export interface WorkerApi {
-  open(options: OpenOptions, notifications: MessagePort): Promise<Result<OpenResult>>;
+  /** `token` (a Comlink proxy) gives the user's token for each connection when syncUrl is set. */
+  open(options: OpenOptions, notifications: MessagePort, token?: () => Promise<string>): Promise<Result<OpenResult>>;
+  syncStart(): Promise<Result<void>>;
+  syncStop(): Promise<Result<void>>;
   execute(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<ExecuteResult>>;
   query(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<Row[]>>;
   /** Resolves to the new row's ps_global_id, or null for a table that does not sync. */

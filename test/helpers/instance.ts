@@ -4,6 +4,7 @@
  * minus the Worker thread.
  */
 import { expose } from 'comlink';
+import WebSocket from 'ws';
 import { afterEach } from 'vitest';
 import { PocketSync, type PocketSyncOptions } from '../../lib/index.js';
 import { createWorkerApi } from '../../worker/worker-api.js';
@@ -17,7 +18,7 @@ afterEach(async () => {
 
 export async function openInstance(options: Partial<PocketSyncOptions> = {}): Promise<PocketSync> {
   const { port1, port2 } = new MessageChannel();
-  expose(createWorkerApi(), port1);
+  expose(createWorkerApi({ WebSocket }), port1);
   const instance = await PocketSync.initialize({
     dbName: `test-${process.pid}-${++counter}`,
     storage: 'memory',

@@ -15,20 +15,12 @@ import type { DownMessage } from '../../lib/protocol/down.js';
 import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../../lib/protocol/protocol-version.js';
 import { LIMITS } from '../../lib/protocol/up.js';
+import type { SyncState, SyncStatus } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
 import { toErrorData } from '../engine-error.js';
 import type { Replica } from './replica.js';
 
-export type SyncState = 'offline' | 'connecting' | 'catching-up' | 'live' | 'error';
-
-export interface SyncStatus {
-  readonly state: SyncState;
-  readonly pending: number;
-  readonly lastSyncedAt: number | null;
-  /** Rows applied of the rows this catch-up brings; null when not catching up. */
-  readonly progress: { readonly done: number; readonly total: number } | null;
-  readonly error: ErrorData | null;
-}
+export type { SyncState, SyncStatus };
 
 export interface SyncLoopOptions {
   /** The project's sync endpoint: ws(s)://host/v1/projects/<project>/sync. */
@@ -40,6 +32,11 @@ export interface SyncLoopOptions {
   readonly onStatus?: (status: SyncStatus) => void;
   /** Tables the applied remote changes touched (for watchers). */
   readonly onRemoteTables?: (tables: string[]) => void;
+  /**
+   * Runs database work in turn with the app's own calls (the worker's call queue): a remote batch
+   * must not land inside an app transaction. Immediate by default.
+   */
+  readonly run?: (work: () => void) => Promise<void>;
 }
 
 const CLOSE_AUTH = 4001;
@@ -55,6 +52,8 @@ export class SyncLoop {
   #pushTimer: ReturnType<typeof setTimeout> | null = null;
   #authRetried = false;
   #done = 0;
+  /** Frames are handled one at a time, in arrival order. */
+  #queue: Promise<void> = Promise.resolve();
 
   constructor(engine: Engine, replica: Replica, options: SyncLoopOptions) {
     this.#engine = engine;
@@ -78,7 +77,10 @@ export class SyncLoop {
       shouldReconnectOnClose: (event) => event.code !== CLOSE_AUTH && event.code !== CLOSE_VERSION,
     });
     socket.addEventListener('open', () => void this.#hello());
-    socket.addEventListener('message', (event: MessageEvent) => this.#message(event.data));
+    socket.addEventListener('message', (event: MessageEvent) => {
+      const run = this.#options.run ?? ((work: () => void) => Promise.resolve(work()));
+      this.#queue = this.#queue.then(() => run(() => this.#message(event.data))).catch(() => undefined);
+    });
     socket.addEventListener('close', (event: CloseEvent) => this.#closed(event.code));
     this.#socket = socket;
   }

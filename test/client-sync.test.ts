@@ -1,0 +1,60 @@
+/** The public API syncing: two PocketSync instances (real client, worker API and engine) and a real server. */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Row } from '../lib/index.js';
+import { mintUserToken } from '../server/auth.js';
+import { createServer, type RunningServer } from '../server/server.js';
+import { SqliteStore } from '../server/store/sqlite-store.js';
+import type { Project } from '../server/store/store.js';
+import { todoSchema } from './helpers/engine.js';
+import { openInstance, waitFor } from './helpers/instance.js';
+
+let server: RunningServer;
+let project: Project;
+
+beforeEach(async () => {
+  const store = new SqliteStore(':memory:');
+  project = await store.createProject({ id: 'p', secret: 's'.repeat(32) });
+  server = await createServer({ store, adminKey: 'admin', log: null });
+});
+afterEach(async () => {
+  await server.close();
+  await server.store.close();
+});
+
+describe('PocketSync with a server', () => {
+  it('a write on A shows up in B’s watch, and A’s pending count returns to 0', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const options = { schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: () => token };
+    const a = await openInstance(options);
+    const b = await openInstance(options);
+    expect(a.sync.enabled).toBe(true);
+    await waitFor(() => a.sync.status.state === 'live' && b.sync.status.state === 'live', 5_000, 'both live');
+    const seen: Row[][] = [];
+    b.database.watch('SELECT title FROM todos', [], (rows) => seen.push(rows));
+    await a.database.insert('todos', { title: 'milk' });
+    await waitFor(() => seen.some((rows) => rows.length === 1 && rows[0]?.title === 'milk'), 5_000, 'B’s watch');
+    await waitFor(() => a.sync.status.pending === 0, 5_000, 'the ack');
+    expect(a.sync.status.lastSyncedAt).toBeGreaterThan(0);
+  });
+
+  it('keeps working offline after stop(), and sends the queued writes after start()', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const options = { schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: token };
+    const a = await openInstance(options);
+    const b = await openInstance(options);
+    await waitFor(() => a.sync.status.state === 'live' && b.sync.status.state === 'live');
+    await a.sync.stop();
+    await waitFor(() => a.sync.status.state === 'offline', 5_000, 'state offline');
+    await a.database.insert('todos', { title: 'offline write' });
+    await waitFor(() => a.sync.status.pending === 1);
+    await a.sync.start();
+    await waitFor(async () => (await b.database.query('SELECT title FROM todos')).length === 1, 5_000, 'the queued write to arrive');
+  });
+
+  it('without a server it is local only', async () => {
+    const local = await openInstance({ schema: todoSchema });
+    expect(local.sync.enabled).toBe(false);
+    expect(local.sync.status.state).toBe('offline');
+    await expect(local.sync.start()).rejects.toMatchObject({ kind: 'invalid' });
+  });
+});
