@@ -51,6 +51,31 @@ describe('PocketSync with a server', () => {
     await waitFor(async () => (await b.database.query('SELECT title FROM todos')).length === 1, 5_000, 'the queued write to arrive');
   });
 
+  it('tells the app when one of its writes lost, with both values', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const options = { schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: token };
+    const a = await openInstance(options);
+    const b = await openInstance(options);
+    await waitFor(() => a.sync.status.state === 'live' && b.sync.status.state === 'live');
+    const gid = (await a.database.insert('todos', { title: 'milk' }))!;
+    await waitFor(async () => (await b.database.query('SELECT 1 FROM todos')).length === 1, 5_000, 'the row on B');
+    const conflicts: unknown[] = [];
+    b.sync.onConflict((conflict) => conflicts.push(conflict));
+    await b.sync.stop();
+    await b.database.update('todos', { title: 'from b, earlier' }, { ps_global_id: gid });
+    const t0 = Date.now();
+    await waitFor(() => Date.now() > t0 + 1, 1_000, 'the wall clock to move on');
+    await a.database.update('todos', { title: 'from a, later' }, { ps_global_id: gid });
+    await waitFor(() => a.sync.status.pending === 0, 5_000, 'A’s push');
+    await b.sync.start();
+    await waitFor(() => conflicts.length === 1, 5_000, 'the conflict event');
+    expect(conflicts[0]).toMatchObject({
+      table: 'todos', row: gid, column: 'title', rule: 'column-lww',
+      losing: { value: 'from b, earlier' }, winning: { value: 'from a, later' },
+    });
+    expect(await b.database.query('SELECT title FROM todos')).toEqual([{ title: 'from a, later' }]);
+  });
+
   it('without a server it is local only', async () => {
     const local = await openInstance({ schema: todoSchema });
     expect(local.sync.enabled).toBe(false);

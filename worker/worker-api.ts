@@ -10,7 +10,7 @@
  */
 import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
-import type { OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
+import type { ConflictMessage, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
 import { rememberDeviceId, rememberedDeviceId } from './device-id.js';
 import { Engine } from './engine.js';
 import { EngineError, toErrorData } from './engine-error.js';
@@ -136,6 +136,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
             run: inTurn,
             ...(deps.WebSocket ? { WebSocket: deps.WebSocket } : {}),
             onStatus: (status) => statusPort.postMessage({ type: 'sync-status', status } satisfies SyncStatusMessage),
+            onConflict: (conflict) => statusPort.postMessage({ type: 'conflict', conflict } satisfies ConflictMessage),
           });
           sync.start();
         }

@@ -46,6 +46,19 @@ export interface RowChange {
   readonly clocks?: Readonly<Record<string, string>>;
 }
 
+/**
+ * A write of the pushing device that lost, whole (column null) or for one column, to the winning
+ * side under the named rule.
+ */
+export interface LostWrite {
+  readonly table: string;
+  readonly row: string;
+  readonly column: string | null;
+  readonly rule: string;
+  readonly losing: { readonly op: string; readonly clock: string | null; readonly value?: v.InferOutput<typeof ColumnValueSchema> };
+  readonly winning: { readonly op: string; readonly clock: string | null; readonly value?: v.InferOutput<typeof ColumnValueSchema> };
+}
+
 /** What happened to one pushed change. */
 export type PushOutcome = 'applied' | 'superseded' | 'duplicate';
 

@@ -1,11 +1,13 @@
 /** Messages from the server to a device. */
-import type { PushResult, RowChange } from './change.js';
+import type { LostWrite, PushResult, RowChange } from './change.js';
 import type { ErrorKind } from './error-kind.js';
 
 /** The answer to a push: one result per change, in push order, sent only after commit. */
 export interface Ack {
   readonly type: 'ack';
   readonly results: readonly PushResult[];
+  /** The pushed writes that lost to others (absent when none did). */
+  readonly conflicts?: readonly LostWrite[];
 }
 
 /**

@@ -8,6 +8,7 @@
  * Calls are serialized by the worker. Between `begin` and `commit`/`rollback`, only calls that carry
  * that transaction's id run; every other call waits until the transaction ends.
  */
+import type { LostWrite } from './change.js';
 import type { ErrorData, Result } from './error-kind.js';
 
 /** A value SQLite stores, as it crosses postMessage. */
@@ -68,6 +69,12 @@ export interface ExecuteResult {
 export interface TablesChangedMessage {
   readonly type: 'tables-changed';
   readonly tables: readonly string[];
+}
+
+/** Posted on the notification port when a local write lost to another device's. */
+export interface ConflictMessage {
+  readonly type: 'conflict';
+  readonly conflict: LostWrite;
 }
 
 /** Posted on the notification port whenever the sync status changes. */

@@ -11,6 +11,7 @@
  *   one in a row is state 'error' with kind 'auth', and the socket stays closed: no reconnect storm.
  */
 import { WebSocket as ReconnectingWebSocket } from 'partysocket';
+import type { LostWrite } from '../../lib/protocol/change.js';
 import type { DownMessage } from '../../lib/protocol/down.js';
 import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../../lib/protocol/protocol-version.js';
@@ -32,6 +33,8 @@ export interface SyncLoopOptions {
   readonly onStatus?: (status: SyncStatus) => void;
   /** Tables the applied remote changes touched (for watchers). */
   readonly onRemoteTables?: (tables: string[]) => void;
+  /** A local write lost to another device's (reported by the server with the ack). */
+  readonly onConflict?: (conflict: LostWrite) => void;
   /**
    * Runs database work in turn with the app's own calls (the worker's call queue): a remote batch
    * must not land inside an app transaction. Immediate by default.
@@ -148,6 +151,7 @@ export class SyncLoop {
       }
       case 'ack': {
         this.#replica.acknowledge(message.results.map((r) => r.id));
+        for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
         this.#inFlight = false;
         this.#update({ pending: this.#replica.pendingCount(), lastSyncedAt: Date.now() });
         this.#push();
