@@ -46,7 +46,7 @@ export class PocketSync {
   readonly storage: StorageKind;
   /** Why data will not persist, when it will not. */
   readonly warning: string | undefined;
-  readonly deviceId: string;
+  #deviceId: string;
   readonly schemaVersion: number;
   readonly syncedTables: readonly string[];
   readonly database: Database;
@@ -102,7 +102,7 @@ export class PocketSync {
     this.#port = port;
     this.storage = opened.storage;
     this.warning = opened.warning;
-    this.deviceId = opened.deviceId;
+    this.#deviceId = opened.deviceId;
     this.schemaVersion = opened.schemaVersion;
     this.syncedTables = opened.syncedTables;
     const watches = new Watches(client);
@@ -117,6 +117,20 @@ export class PocketSync {
     if ('addEventListener' in endpoint && endpoint instanceof EventTarget) {
       endpoint.addEventListener('error', () => client.markClosed('the database worker failed'));
     }
+  }
+
+  /** This database's device id (random; a reset() gives a new one). */
+  get deviceId(): string {
+    return this.#deviceId;
+  }
+
+  /**
+   * Sign-out: deletes the local database (rows, unsynced changes, cursor) and the device id, and
+   * leaves an empty database open with sync stopped. Watchers re-run and find nothing.
+   */
+  async reset(): Promise<void> {
+    const result = await this.#client.call((api) => api.reset());
+    this.#deviceId = result.deviceId;
   }
 
   /** Calls `listener` with the names of the tables each committed write changed. */

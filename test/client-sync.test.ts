@@ -66,7 +66,7 @@ describe('PocketSync with a server', () => {
     const t0 = Date.now();
     await waitFor(() => Date.now() > t0 + 1, 1_000, 'the wall clock to move on');
     await a.database.update('todos', { title: 'from a, later' }, { ps_global_id: gid });
-    await waitFor(() => a.sync.status.pending === 0, 5_000, 'A’s push');
+    await waitFor(async () => (await server.store.currentSeq('p')) === 2, 5_000, 'A’s push');
     await b.sync.start();
     await waitFor(() => conflicts.length === 1, 5_000, 'the conflict event');
     expect(conflicts[0]).toMatchObject({
@@ -74,6 +74,28 @@ describe('PocketSync with a server', () => {
       losing: { value: 'from b, earlier' }, winning: { value: 'from a, later' },
     });
     expect(await b.database.query('SELECT title FROM todos')).toEqual([{ title: 'from a, later' }]);
+  });
+
+  it('reset() deletes local data and sync state, and gives a new device id', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const ps = await openInstance({ schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: token });
+    await waitFor(() => ps.sync.status.state === 'live');
+    await ps.database.insert('todos', { title: 'synced' });
+    await waitFor(async () => (await server.store.currentSeq('p')) === 1, 5_000, 'the push');
+    await ps.sync.stop();
+    await ps.database.insert('todos', { title: 'not yet synced' });
+    const seen: number[] = [];
+    ps.database.watch('SELECT count(*) AS n FROM todos', [], (rows) => seen.push(Number(rows[0]?.n)));
+    await waitFor(() => seen.at(-1) === 2);
+    const before = ps.deviceId;
+    await ps.reset();
+    expect(ps.deviceId).not.toBe(before);
+    await waitFor(() => seen.at(-1) === 0, 5_000, 'the watch to see the empty database');
+    expect(await ps.database.query('SELECT count(*) AS n FROM __pocketsync_changes')).toEqual([{ n: 0 }]);
+    expect(await ps.database.query('SELECT server_cursor FROM __pocketsync_device_state')).toEqual([{ server_cursor: 0 }]);
+    await waitFor(() => ps.sync.status.state === 'offline');
+    // The server kept what was pushed.
+    expect(await server.store.currentSeq('p')).toBe(1);
   });
 
   it('without a server it is local only', async () => {

@@ -3,7 +3,7 @@
  * user agent. It lives in the database's __pocketsync_device_state and, so that it survives the
  * database file being deleted, in IndexedDB (through idb-keyval) where IndexedDB exists.
  */
-import { get, set } from 'idb-keyval';
+import { del, get, set } from 'idb-keyval';
 import { newGlobalId } from './engine.js';
 
 const key = (dbName: string) => `pocketsync:device-id:${dbName}`;
@@ -26,6 +26,16 @@ export async function rememberDeviceId(dbName: string, deviceId: string): Promis
   if (!hasIndexedDb()) return;
   try {
     await set(key(dbName), deviceId);
+  } catch {
+    // See above.
+  }
+}
+
+/** Forgets the remembered id (after a reset, the database gets a new one). */
+export async function forgetDeviceId(dbName: string): Promise<void> {
+  if (!hasIndexedDb()) return;
+  try {
+    await del(key(dbName));
   } catch {
     // See above.
   }

@@ -88,6 +88,15 @@ export async function openStorage(sqlite3: Sqlite3Static, dbName: string, prefer
   }
 }
 
+/** Deletes a closed database of the given storage kind (nothing to do for memory). */
+export async function deleteDatabase(sqlite3: Sqlite3Static, dbName: string, storage: StorageKind): Promise<void> {
+  if (storage === 'opfs-sahpool') await deleteStoredDatabase(sqlite3, dbName);
+  else if (storage === 'opfs') {
+    const root = await navigator.storage.getDirectory();
+    for (const name of [dbName, `${dbName}-journal`, `${dbName}-wal`]) await root.removeEntry(name.replace(/^\//, '')).catch(() => undefined);
+  }
+}
+
 /** Deletes a database file from the opfs-sahpool (after it was closed); true when it existed. */
 export async function deleteStoredDatabase(sqlite3: Sqlite3Static, dbName: string): Promise<boolean> {
   if (!opfsAvailable()) return false;

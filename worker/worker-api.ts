@@ -11,10 +11,10 @@
 import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
 import type { ConflictMessage, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
-import { rememberDeviceId, rememberedDeviceId } from './device-id.js';
+import { forgetDeviceId, rememberDeviceId, rememberedDeviceId } from './device-id.js';
 import { Engine } from './engine.js';
 import { EngineError, toErrorData } from './engine-error.js';
-import { openStorage } from './storage.js';
+import { deleteDatabase, openStorage } from './storage.js';
 import { Replica } from './sync/replica.js';
 import { SyncLoop } from './sync/sync-loop.js';
 
@@ -34,6 +34,36 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
   let engine: Engine | null = null;
   let port: MessagePort | null = null;
   let sync: SyncLoop | null = null;
+  /** How the database was opened, for reset(). */
+  let opened: { options: OpenOptions; storage: OpenResult['storage'] } | null = null;
+
+  /** Opens storage and engine; the caller owns the result. */
+  async function openEngine(options: OpenOptions): Promise<{ engine: Engine; result: OpenResult }> {
+    const module = await loadSqlite();
+    const storage = await openStorage(module, options.dbName, options.storage);
+    let created: Engine;
+    try {
+      created = Engine.open(module, storage.db, {
+        deviceId: await rememberedDeviceId(options.dbName),
+        schema: options.schema,
+        tables: options.tables,
+      });
+    } catch (error) {
+      storage.db.close();
+      throw error;
+    }
+    await rememberDeviceId(options.dbName, created.deviceId);
+    return {
+      engine: created,
+      result: {
+        storage: storage.storage,
+        deviceId: created.deviceId,
+        schemaVersion: created.schemaVersion,
+        syncedTables: created.syncedTables,
+        ...(storage.warning ? { warning: storage.warning } : {}),
+      },
+    };
+  }
   let activeTx: TxId | null = null;
   let nextTx = 1;
   let waiting: Array<() => void> = [];
@@ -113,19 +143,9 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         if (options.syncUrl !== undefined && (!/^wss?:\/\//.test(options.syncUrl) || token === undefined)) {
           throw new EngineError(ErrorKind.Invalid, 'sync needs a ws:// or wss:// URL and a token');
         }
-        const module = await loadSqlite();
-        const opened = await openStorage(module, options.dbName, options.storage);
-        try {
-          engine = Engine.open(module, opened.db, {
-            deviceId: await rememberedDeviceId(options.dbName),
-            schema: options.schema,
-            tables: options.tables,
-          });
-        } catch (error) {
-          opened.db.close();
-          throw error;
-        }
-        await rememberDeviceId(options.dbName, engine.deviceId);
+        const fresh = await openEngine(options);
+        engine = fresh.engine;
+        opened = { options, storage: fresh.result.storage };
         port = notifications;
         notify();
         if (options.syncUrl !== undefined && token !== undefined) {
@@ -140,16 +160,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
           });
           sync.start();
         }
-        return {
-          ok: true,
-          value: {
-            storage: opened.storage,
-            deviceId: engine.deviceId,
-            schemaVersion: engine.schemaVersion,
-            syncedTables: engine.syncedTables,
-            ...(opened.warning ? { warning: opened.warning } : {}),
-          },
-        };
+        return { ok: true, value: fresh.result };
       } catch (error) {
         return { ok: false, error: toErrorData(error) };
       }
@@ -160,6 +171,31 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
     update: (table, values, where, whereParams, tx) => run(tx, (e) => e.update(table, values, where, whereParams)),
     delete: (table, where, whereParams, tx) => run(tx, (e) => e.delete(table, where, whereParams)),
     readTables: (sql) => run(undefined, (e) => e.readTables(sql)),
+    async reset() {
+      try {
+        await turn(undefined);
+        if (engine === null || opened === null) throw new EngineError(ErrorKind.Closed, 'the database is not open');
+        const tables = engine.syncedTables;
+        sync?.stop();
+        sync = null;
+        engine.close();
+        engine = null;
+        const { options, storage } = opened;
+        await deleteDatabase(await loadSqlite(), options.dbName, storage);
+        await forgetDeviceId(options.dbName);
+        const fresh = await openEngine(options);
+        engine = fresh.engine;
+        // Every watcher of the old data re-runs (and finds it gone).
+        port?.postMessage({ type: 'tables-changed', tables: [...tables, '__pocketsync_changes'] } satisfies TablesChangedMessage);
+        port?.postMessage({
+          type: 'sync-status',
+          status: { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null },
+        } satisfies SyncStatusMessage);
+        return { ok: true, value: fresh.result };
+      } catch (error) {
+        return { ok: false, error: toErrorData(error) };
+      }
+    },
     syncStart: () =>
       run(undefined, () => {
         if (!sync) throw new EngineError(ErrorKind.Invalid, 'this database was opened without sync');

@@ -101,6 +101,8 @@ export type TxId = number;
 export interface WorkerApi {
   /** `token` (a Comlink proxy) gives the user's token for each connection when syncUrl is set. */
   open(options: OpenOptions, notifications: MessagePort, token?: () => Promise<string>): Promise<Result<OpenResult>>;
+  /** Deletes the local database and sync state and opens an empty one (sync stopped): sign-out. */
+  reset(): Promise<Result<OpenResult>>;
   syncStart(): Promise<Result<void>>;
   syncStop(): Promise<Result<void>>;
   execute(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<ExecuteResult>>;
