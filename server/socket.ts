@@ -121,7 +121,7 @@ export class SyncSocket {
       projectId: this.#project.id,
       userId: user.userId,
       deviceId: subscriber.deviceId,
-      deviceCursor: this.#cursor,
+      deviceCursor: push.cursor ?? this.#cursor,
       changes: push.changes,
       resolver: this.#deps.resolver,
     });

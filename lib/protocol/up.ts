@@ -26,6 +26,8 @@ export const HelloSchema = v.strictObject({
 
 export const PushSchema = v.strictObject({
   type: v.literal('push'),
+  /** The highest seq the device had applied when it sent this push (for 'server-wins'). */
+  cursor: v.optional(CursorSchema),
   changes: v.pipe(v.array(ClientChangeSchema), v.maxLength(LIMITS.maxChangesPerPush, `at most ${LIMITS.maxChangesPerPush} changes per push`)),
 });
 

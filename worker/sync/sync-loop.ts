@@ -188,7 +188,7 @@ export class SyncLoop {
     const changes = this.#replica.pending(LIMITS.maxChangesPerPush);
     if (changes.length === 0) return;
     this.#inFlight = true;
-    this.#send({ type: 'push', changes });
+    this.#send({ type: 'push', cursor: this.#replica.cursor, changes });
   }
 
   #send(message: unknown): void {
