@@ -21,6 +21,19 @@ const schema = {
 };
 
 const storageStatus = document.querySelector<HTMLElement>('#storage')!;
+const syncState = document.querySelector<HTMLElement>('#sync-state')!;
+/** `?user=NAME` signs in with a dev-mode token and syncs; without it the demo stays local. */
+const user = new URLSearchParams(location.search).get('user');
+
+async function devToken(name: string): Promise<string> {
+  const res = await fetch('/v1/projects/demo/dev/token', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user: name }),
+  });
+  if (!res.ok) throw new Error(`could not sign in as ${name} (${res.status})`);
+  return ((await res.json()) as { token: string }).token;
+}
 const problem = document.querySelector<HTMLElement>('#problem')!;
 const form = document.querySelector<HTMLFormElement>('#add-form')!;
 const input = document.querySelector<HTMLInputElement>('#new-todo')!;
@@ -60,7 +73,11 @@ function report(error: unknown): void {
 async function main(): Promise<void> {
   let pocketSync: PocketSync;
   try {
-    pocketSync = await PocketSync.initialize({ dbName: 'pocketsync-demo.sqlite3', schema });
+    pocketSync = await PocketSync.initialize({
+      dbName: user ? `pocketsync-demo-${user}.sqlite3` : 'pocketsync-demo.sqlite3',
+      schema,
+      ...(user ? { serverUrl: location.origin, projectId: 'demo', authToken: () => devToken(user) } : {}),
+    });
   } catch (error) {
     storageStatus.textContent = 'Not available';
     if (isPocketSyncError(error) && error.kind === 'storage' && /open in another tab/.test(error.message)) {
@@ -79,6 +96,13 @@ async function main(): Promise<void> {
   }
   // For tinkering from the console (and for the browser tests).
   Object.assign(window, { pocketSync });
+  if (pocketSync.sync.enabled) {
+    syncState.hidden = false;
+    pocketSync.sync.subscribe(({ state, pending }) => {
+      syncState.dataset.state = state;
+      syncState.textContent = `Sync: ${state}${pending > 0 ? `, ${pending} pending` : ''}`;
+    });
+  }
 
   pocketSync.database.watch<Todo>('SELECT ps_global_id, title, done FROM todos ORDER BY created_at, id', [], (todos) => render(todos, pocketSync));
 

@@ -1,12 +1,15 @@
 /**
- * Browser tests' setup: serves the built demo on 127.0.0.1 and tells the tests where Chromium is.
+ * Browser tests' setup: the real sync server (dev mode, embedded store in a temporary directory)
+ * serving the built demo on 127.0.0.1, with the demo's project; and where Chromium is.
  * In CI a missing Chromium is a failure; elsewhere the browser tests skip, saying why.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { CHROMIUM_PATH as CHROMIUM } from '../scripts/chromium.js';
-import { createStaticSite, listen } from '../server/static-site.js';
+import { createServer } from '../server/server.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -21,8 +24,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const haveChromium = existsSync(CHROMIUM);
   if (!haveChromium && process.env.CI) throw new Error(`Chromium is missing at ${CHROMIUM}; .ci/run installs it with apt-get.`);
   if (!haveChromium) console.warn(`Skipping browser tests: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH).`);
-  const site = await listen(createStaticSite(demoDir));
-  project.provide('demoUrl', site.url);
+  const dataDir = mkdtempSync(join(tmpdir(), 'pocketsync-e2e-'));
+  const server = await createServer({ dataDir, adminKey: 'e2e-admin', dev: true, staticDir: demoDir, log: null });
+  await server.store.createProject({ id: 'demo', secret: 'e2e-demo-secret-e2e-demo-secret-0000', sharedTables: ['shared_todos'] });
+  project.provide('demoUrl', server.url);
   project.provide('chromium', haveChromium ? CHROMIUM : null);
-  return () => site.close();
+  return async () => {
+    await server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
 }
