@@ -104,7 +104,11 @@ export function createApp(options: AppOptions): Hono {
     });
     await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId: body.deviceId });
     if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
-    return c.json({ type: 'ack', results: out.results, ...(out.conflicts.length > 0 ? { conflicts: out.conflicts } : {}) } satisfies Ack);
+    return c.json({
+      type: 'ack',
+      results: out.results,
+      ...(out.conflicts.length > 0 ? { conflicts: out.conflicts, rows: out.settled } : {}),
+    } satisfies Ack);
   });
 
   app.get('/v1/projects/:project/pull', async (c) => {

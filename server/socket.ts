@@ -125,7 +125,11 @@ export class SyncSocket {
       changes: push.changes,
       resolver: this.#deps.resolver,
     });
-    this.#send({ type: 'ack', results: out.results, ...(out.conflicts.length > 0 ? { conflicts: out.conflicts } : {}) } satisfies Ack);
+    this.#send({
+      type: 'ack',
+      results: out.results,
+      ...(out.conflicts.length > 0 ? { conflicts: out.conflicts, rows: out.settled } : {}),
+    } satisfies Ack);
     if (out.effective.length > 0) this.#deps.hub.publish(this.#project.id, out.effective, subscriber.deviceId);
     for (const conflict of out.conflicts) this.#deps.log({ event: 'conflict', project: this.#project.id, ...conflict });
   }

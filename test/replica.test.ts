@@ -123,6 +123,32 @@ describe('replica', () => {
     expect(b.replica.cursor).toBe(1);
   });
 
+  it('settles a row where its write lost under server-wins, though no new seq will bring it', async () => {
+    const store = server.store;
+    await store.createProject({ id: 'sw', secret: 'w'.repeat(32), strategy: 'server-wins' });
+    const [a, b] = await devices();
+    const sync = async (d: Device, cursor: number) => {
+      const batch = await store.pull({ projectId: 'sw', scopes: ['shared', 'user:alice'], cursor, limit: 100 });
+      d.replica.apply(batch.changes, batch.cursor);
+    };
+    const push = (d: Device) =>
+      store.push({ projectId: 'sw', userId: 'alice', deviceId: d.id, deviceCursor: d.replica.cursor, changes: d.replica.pending(100) });
+    const gid = a.engine.insert('todos', { title: 'milk' })!;
+    a.replica.acknowledge((await push(a)).results.map((r) => r.id));
+    await sync(b, 0);
+    a.engine.update('todos', { title: 'from a' }, { ps_global_id: gid });
+    b.engine.update('todos', { title: 'from b, later' }, { ps_global_id: gid }); // newer clock, but b has not seen a's write
+    a.replica.acknowledge((await push(a)).results.map((r) => r.id));
+    const out = await push(b); // b's write loses: the column changed after b's cursor
+    expect(out.results).toMatchObject([{ outcome: 'superseded' }]);
+    await sync(b, b.replica.cursor); // a's change arrives first: b's unacknowledged, newer edit keeps its value
+    expect(b.rows()[0]!.title).toBe('from b, later');
+    b.replica.acknowledge(out.results.map((r) => r.id));
+    b.replica.settle(out.settled); // the ack's rows bring the server's decision
+    expect(b.rows()).toEqual(a.rows());
+    expect(b.rows()[0]!.title).toBe('from a');
+  });
+
   it('advances the clock past every clock it receives', async () => {
     const [a, b] = await devices();
     a.engine.clock.receive(`${String(4_000_000_000_000 * 1024).padStart(21, '0')}-device-a`); // a's clock far ahead

@@ -8,6 +8,8 @@ export interface Ack {
   readonly results: readonly PushResult[];
   /** The pushed writes that lost to others (absent when none did). */
   readonly conflicts?: readonly LostWrite[];
+  /** The current state of the rows where a pushed write lost, to apply after the ack. */
+  readonly rows?: readonly RowChange[];
 }
 
 /**

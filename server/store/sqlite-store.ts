@@ -205,6 +205,7 @@ export class SqliteStore implements Store {
       const results: PushResult[] = [];
       const conflicts: Conflict[] = [];
       const touched = new Map<string, ScopedRowChange>();
+      const lost = new Map<string, { scope: string; change: ClientChange }>();
       for (const change of input.changes) {
         const scope = scopeOf(project, change.table, input.userId);
         const current = this.#rowState(project.id, scope, change);
@@ -236,6 +237,7 @@ export class SqliteStore implements Store {
         }
         conflicts.push(...result.conflicts);
         results.push({ id: change.id, outcome, seq: changeSeq });
+        if (result.conflicts.length > 0) lost.set(`${scope}\u0000${change.table}\u0000${change.row}`, { scope, change });
         if (changeSeq !== null) {
           const key = `${scope}\u0000${change.table}\u0000${change.row}`;
           touched.delete(key); // re-insert so the map stays in seq order
@@ -243,7 +245,13 @@ export class SqliteStore implements Store {
         }
       }
       s.setLastSeq.run(seq, project.id);
-      return { results, effective: [...touched.values()], conflicts };
+      const settled = [...lost.values()].flatMap(({ scope, change }) => {
+        const row = this.#rowState(project.id, scope, change);
+        if (!row) return [];
+        const { scope: _scope, ...rowChange } = toRowChange(scope, change.table, change.row, row.state, row.lastSeq);
+        return [rowChange];
+      });
+      return { results, effective: [...touched.values()], conflicts, settled };
     });
     return run.immediate();
   }

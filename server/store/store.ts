@@ -54,6 +54,11 @@ export interface PushOutput {
   /** The effective row changes, one per row touched, in seq order: what to fan out. */
   readonly effective: readonly ScopedRowChange[];
   readonly conflicts: readonly Conflict[];
+  /**
+   * The current state of each row where a pushed write lost (whole or in part), for the pushing
+   * device: no new seq will bring it, since the row did not change.
+   */
+  readonly settled: readonly RowChange[];
 }
 
 /** A row change with the scope it belongs to, for the fan-out to route. */

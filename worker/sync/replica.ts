@@ -82,6 +82,26 @@ export class Replica {
     }
   }
 
+  /**
+   * After an ack: the server's state of rows where this device's writes lost. Applied whatever the
+   * cursor (no new seq carries them), with capture off; newer unacknowledged edits still keep
+   * their columns.
+   */
+  settle(changes: readonly RowChange[]): void {
+    if (changes.length === 0) return;
+    const engine = this.#engine;
+    engine.begin();
+    try {
+      engine.applyWithoutCapture(() => {
+        for (const change of changes) this.#applyOne(change);
+      });
+      engine.commit();
+    } catch (error) {
+      engine.rollback();
+      throw error;
+    }
+  }
+
   #applyOne(change: RowChange): void {
     const engine = this.#engine;
     if (!engine.syncedTables.includes(change.table)) return; // a table this app version does not have

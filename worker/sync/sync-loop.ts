@@ -151,6 +151,7 @@ export class SyncLoop {
       }
       case 'ack': {
         this.#replica.acknowledge(message.results.map((r) => r.id));
+        this.#replica.settle(message.rows ?? []);
         for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
         this.#inFlight = false;
         this.#update({ pending: this.#replica.pendingCount(), lastSyncedAt: Date.now() });
