@@ -19,6 +19,7 @@ import { HttpPushSchema, LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
 import { ServerError } from './errors.js';
+import { randomHex } from './random.js';
 import type { Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 
@@ -76,7 +77,7 @@ export function createApp(options: AppOptions): Hono {
     if (await store.getProject(input.id)) throw new ServerError(ErrorKind.Invalid, `project ${input.id} already exists`);
     const project = await store.createProject({
       id: input.id,
-      secret: input.secret ?? randomSecret(),
+      secret: input.secret ?? randomHex(32),
       ...(input.strategy ? { strategy: input.strategy } : {}),
       ...(input.sharedTables ? { sharedTables: input.sharedTables } : {}),
     });
@@ -162,8 +163,4 @@ function integerParam(value: string | undefined, name: string, fallback: number)
   if (value === undefined) return fallback;
   if (!/^\d{1,15}$/.test(value)) throw new ServerError(ErrorKind.Invalid, `${name} must be a non-negative integer`);
   return Number(value);
-}
-
-function randomSecret(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, '0')).join('');
 }

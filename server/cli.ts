@@ -13,6 +13,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { randomHex } from './random.js';
 import { createServer } from './server.js';
 
 export const DEMO_PROJECT = 'demo';
@@ -71,8 +72,4 @@ function storedAdminKey(dir: string): string {
   writeFileSync(file, `${key}\n`, { mode: 0o600 });
   console.log(`Admin key (shown once; kept in ${file}): ${key}`);
   return key;
-}
-
-function randomHex(bytes: number): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
 }

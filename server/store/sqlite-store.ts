@@ -6,7 +6,7 @@
  * order is commit order. synchronous=FULL: a push is acknowledged only once its commit is on disk.
  */
 import Database from 'better-sqlite3';
-import type { ClientChange, PushResult } from '../../lib/protocol/change.js';
+import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
 import type { ColumnValue } from '../../lib/protocol/values.js';
 import { merge, type Conflict, type RowState, type Strategy } from '../merge.js';
 import {
@@ -96,6 +96,7 @@ interface RowStateRecord {
 export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #statements;
+  readonly #pullCache = new Map<string, { page: Database.Statement; count: Database.Statement }>();
 
   /** Opens (creating when needed) the store at `file`; ':memory:' for tests. */
   constructor(file: string) {
@@ -241,15 +242,14 @@ export class SqliteStore implements Store {
         if (changeSeq !== null) {
           const key = `${scope}\u0000${change.table}\u0000${change.row}`;
           touched.delete(key); // re-insert so the map stays in seq order
-          touched.set(key, toRowChange(scope, change.table, change.row, result.state, changeSeq));
+          touched.set(key, { scope, ...toRowChange(change.table, change.row, result.state, changeSeq) });
         }
       }
       s.setLastSeq.run(seq, project.id);
       const settled = [...lost.values()].flatMap(({ scope, change }) => {
         const row = this.#rowState(project.id, scope, change);
         if (!row) return [];
-        const { scope: _scope, ...rowChange } = toRowChange(scope, change.table, change.row, row.state, row.lastSeq);
-        return [rowChange];
+        return [toRowChange(change.table, change.row, row.state, row.lastSeq)];
       });
       return { results, effective: [...touched.values()], conflicts, settled };
     });
@@ -285,25 +285,39 @@ export class SqliteStore implements Store {
   #pull(input: PullInput): PullOutput {
     const db = this.#db;
     const read = db.transaction((): PullOutput => {
-      const scopes = input.scopes.map(() => '?').join(', ');
-      const skipDeletes = input.cursor === 0 ? 'AND deleted = 0' : '';
-      const where = `project_id = ? AND scope IN (${scopes}) AND last_seq > ? ${skipDeletes}`;
-      const rows = db
-        .prepare(`SELECT scope, table_name, row_id, vals, clocks, seqs, deleted, delete_clock, last_seq FROM row_state WHERE ${where} ORDER BY last_seq LIMIT ?`)
-        .all(input.projectId, ...input.scopes, input.cursor, input.limit + 1) as Array<RowStateRecord & { scope: string; table_name: string; row_id: string }>;
+      const { page, count } = this.#pullStatements(input.scopes.length, input.cursor === 0);
+      const rows = page.all(input.projectId, ...input.scopes, input.cursor, input.limit + 1) as Array<
+        Omit<RowStateRecord, 'seqs'> & { table_name: string; row_id: string }
+      >;
       const hasMore = rows.length > input.limit;
       const batch = rows.slice(0, input.limit);
       const changes = batch.map((r) =>
-        toRowChange(r.scope, r.table_name, r.row_id, { values: JSON.parse(r.vals) as Record<string, ColumnValue>, clocks: JSON.parse(r.clocks) as Record<string, string>, seqs: {}, deleted: r.deleted === 1, deleteClock: r.delete_clock }, r.last_seq),
-      ).map(({ scope: _scope, ...change }) => change);
+        toRowChange(r.table_name, r.row_id, { values: JSON.parse(r.vals) as Record<string, ColumnValue>, clocks: JSON.parse(r.clocks) as Record<string, string>, seqs: {}, deleted: r.deleted === 1, deleteClock: r.delete_clock }, r.last_seq),
+      );
       const last = batch.at(-1)?.last_seq;
       const cursor = hasMore && last !== undefined ? last : ((this.#statements.lastSeq.get(input.projectId) as number | undefined) ?? input.cursor);
       const remaining = hasMore
-        ? (db.prepare(`SELECT count(*) FROM row_state WHERE ${where}`).pluck().get(input.projectId, ...input.scopes, cursor) as number)
+        ? (count.get(input.projectId, ...input.scopes, cursor) as number)
         : 0;
       return { changes, cursor, hasMore, remaining };
     });
     return read.deferred();
+  }
+
+  /** The catch-up statements for a number of scopes, with or without deleted rows, prepared once. */
+  #pullStatements(scopeCount: number, skipDeletes: boolean): { page: Database.Statement; count: Database.Statement } {
+    const key = `${scopeCount}:${skipDeletes}`;
+    let statements = this.#pullCache.get(key);
+    if (!statements) {
+      const scopes = Array.from({ length: scopeCount }, () => '?').join(', ');
+      const where = `project_id = ? AND scope IN (${scopes}) AND last_seq > ?${skipDeletes ? ' AND deleted = 0' : ''}`;
+      statements = {
+        page: this.#db.prepare(`SELECT table_name, row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state WHERE ${where} ORDER BY last_seq LIMIT ?`),
+        count: this.#db.prepare(`SELECT count(*) FROM row_state WHERE ${where}`).pluck(),
+      };
+      this.#pullCache.set(key, statements);
+    }
+    return statements;
   }
 
   currentSeq(projectId: string): Promise<number> {
@@ -322,8 +336,8 @@ function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
 }
 
-function toRowChange(scope: string, table: string, row: string, state: RowState, seq: number): ScopedRowChange {
+function toRowChange(table: string, row: string, state: RowState, seq: number): RowChange {
   return state.deleted
-    ? { scope, seq, table, row, deleted: true, ...(state.deleteClock !== null ? { deleteClock: state.deleteClock } : {}) }
-    : { scope, seq, table, row, deleted: false, values: state.values, clocks: state.clocks };
+    ? { seq, table, row, deleted: true, ...(state.deleteClock !== null ? { deleteClock: state.deleteClock } : {}) }
+    : { seq, table, row, deleted: false, values: state.values, clocks: state.clocks };
 }

@@ -65,14 +65,32 @@ export class Replica {
 
   /** Applies a batch of remote row changes and moves the cursor to `cursor`, atomically. */
   apply(changes: readonly RowChange[], cursor: number): void {
+    const applied = this.cursor;
+    this.#applyBatch(
+      changes.filter((change) => change.seq > applied),
+      cursor > applied ? cursor : null,
+    );
+  }
+
+  /**
+   * After an ack: the server's state of rows where this device's writes lost. Applied whatever the
+   * cursor (no new seq carries them), with capture off; newer unacknowledged edits still keep
+   * their columns.
+   */
+  settle(changes: readonly RowChange[]): void {
+    if (changes.length > 0) this.#applyBatch(changes, null);
+  }
+
+  /** One transaction, capture off; what the batch needs from the database is read once, not per row. */
+  #applyBatch(changes: readonly RowChange[], cursor: number | null): void {
     const engine = this.#engine;
     engine.begin();
     try {
-      const applied = this.cursor;
+      const batch: Batch = { synced: new Set(engine.syncedTables), shapes: new Map(), pending: this.#pendingClocks() };
       engine.applyWithoutCapture(() => {
-        for (const change of changes) if (change.seq > applied) this.#applyOne(change);
+        for (const change of changes) this.#applyOne(change, batch);
       });
-      if (cursor > applied) {
+      if (cursor !== null) {
         engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
       }
       engine.commit();
@@ -82,61 +100,41 @@ export class Replica {
     }
   }
 
-  /**
-   * After an ack: the server's state of rows where this device's writes lost. Applied whatever the
-   * cursor (no new seq carries them), with capture off; newer unacknowledged edits still keep
-   * their columns.
-   */
-  settle(changes: readonly RowChange[]): void {
-    if (changes.length === 0) return;
+  #applyOne(change: RowChange, batch: Batch): void {
     const engine = this.#engine;
-    engine.begin();
-    try {
-      engine.applyWithoutCapture(() => {
-        for (const change of changes) this.#applyOne(change);
-      });
-      engine.commit();
-    } catch (error) {
-      engine.rollback();
-      throw error;
-    }
-  }
-
-  #applyOne(change: RowChange): void {
-    const engine = this.#engine;
-    if (!engine.syncedTables.includes(change.table)) return; // a table this app version does not have
+    if (!batch.synced.has(change.table)) return; // a table this app version does not have
     const t = quoteIdentifier(change.table);
     for (const clock of Object.values(change.clocks ?? {})) engine.clock.receive(clock);
     if (change.deleteClock) engine.clock.receive(change.deleteClock);
-    const local = this.#pendingClocks(change.table, change.row);
+    const local = batch.pending.get(rowKey(change.table, change.row));
     if (change.deleted) {
       // A newer unacknowledged local write keeps the row; the server will decide with it.
-      if (local.newest !== null && local.newest > newestOf(change)) return;
+      if (local !== undefined && local.newest > newestOf(change)) return;
       engine.execute(`DELETE FROM ${t} WHERE ps_global_id = ?`, [change.row]);
       return;
     }
-    const { columns, localKey } = this.#tableShape(change.table);
+    let shape = batch.shapes.get(change.table);
+    if (!shape) batch.shapes.set(change.table, (shape = this.#tableShape(change.table)));
     const values: Record<string, SqlValue> = {};
     for (const [column, value] of Object.entries(change.values ?? {})) {
       // An INTEGER PRIMARY KEY is this device's rowid: two devices assign the same numbers offline,
       // so it never crosses over; rows are matched by ps_global_id.
-      if (!columns.has(column) || column === 'ps_global_id' || column === localKey) continue;
-      const localClock = local.columns.get(column);
+      if (!shape.columns.has(column) || column === 'ps_global_id' || column === shape.localKey) continue;
+      const localClock = local?.columns.get(column);
       const remoteClock = change.clocks?.[column] ?? '';
       if (localClock !== undefined && localClock > remoteClock) continue;
       values[column] = fromWire(value);
     }
     const exists = engine.query(`SELECT 1 AS x FROM ${t} WHERE ps_global_id = ?`, [change.row]).length > 0;
-    const names = Object.keys(values);
     if (exists) {
-      if (names.length > 0) engine.update(change.table, values, { ps_global_id: change.row });
+      if (Object.keys(values).length > 0) engine.update(change.table, values, { ps_global_id: change.row });
     } else {
       engine.insert(change.table, { ...values, ps_global_id: change.row });
     }
   }
 
   /** A table's columns, and its INTEGER PRIMARY KEY (the rowid alias), if it has one. */
-  #tableShape(table: string): { columns: Set<string>; localKey: string | null } {
+  #tableShape(table: string): TableShape {
     const info = this.#engine.query('SELECT name, type, pk FROM pragma_table_info(?)', [table]);
     const keys = info.filter((c) => Number(c.pk) > 0);
     const [key] = keys;
@@ -144,22 +142,41 @@ export class Replica {
     return { columns: new Set(info.map((c) => String(c.name))), localKey };
   }
 
-  /** The clocks of this row's unacknowledged local writes, per column, and the newest overall. */
-  #pendingClocks(table: string, row: string): { columns: Map<string, string>; newest: string | null } {
+  /** The clocks of unacknowledged local writes, per row: per column, and the newest overall. */
+  #pendingClocks(): Map<string, PendingClocks> {
     const rows = this.#engine.query(
-      'SELECT operation, payload, clock FROM __pocketsync_changes WHERE synced = 0 AND table_name = ? AND ps_global_id = ? ORDER BY id',
-      [table, row],
-    ) as unknown as Array<Pick<PendingRow, 'operation' | 'payload' | 'clock'>>;
-    const columns = new Map<string, string>();
-    let newest: string | null = null;
+      'SELECT id, change_id, table_name, ps_global_id, operation, payload, clock FROM __pocketsync_changes WHERE synced = 0 ORDER BY id',
+    ) as unknown as PendingRow[];
+    const byRow = new Map<string, PendingClocks>();
     for (const pending of rows) {
-      if (newest === null || pending.clock > newest) newest = pending.clock;
-      const change = toClientChange({ ...pending, id: 0, change_id: '', table_name: table, ps_global_id: row });
-      for (const column of Object.keys(change.values ?? {})) columns.set(column, pending.clock);
+      const key = rowKey(pending.table_name, pending.ps_global_id);
+      let clocks = byRow.get(key);
+      if (!clocks) byRow.set(key, (clocks = { columns: new Map(), newest: pending.clock }));
+      if (pending.clock > clocks.newest) clocks.newest = pending.clock;
+      for (const column of Object.keys(toClientChange(pending).values ?? {})) clocks.columns.set(column, pending.clock);
     }
-    return { columns, newest };
+    return byRow;
   }
 }
+
+interface TableShape {
+  readonly columns: ReadonlySet<string>;
+  readonly localKey: string | null;
+}
+
+interface PendingClocks {
+  readonly columns: Map<string, string>;
+  newest: string;
+}
+
+/** What one batch reads once: synced tables, table shapes, and the unacknowledged local writes. */
+interface Batch {
+  readonly synced: ReadonlySet<string>;
+  readonly shapes: Map<string, TableShape>;
+  readonly pending: ReadonlyMap<string, PendingClocks>;
+}
+
+const rowKey = (table: string, row: string) => `${table}\u0000${row}`;
 
 function toClientChange(row: PendingRow): ClientChange {
   const payload = JSON.parse(row.payload) as { row?: Record<string, ColumnValue>; changed?: string[] };

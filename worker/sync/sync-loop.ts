@@ -70,7 +70,7 @@ export class SyncLoop {
 
   start(): void {
     if (this.#socket) return;
-    this.#update({ state: 'connecting', error: null });
+    this.#update({ state: 'connecting', error: null, pending: this.#replica.pendingCount() });
     const socket = new ReconnectingWebSocket(this.#options.url, [], {
       ...(this.#options.WebSocket ? { WebSocket: this.#options.WebSocket } : {}),
       maxEnqueuedMessages: 0,
@@ -97,12 +97,15 @@ export class SyncLoop {
     this.#update({ state: 'offline', progress: null });
   }
 
-  /** A local write committed: push it soon (bursts coalesce). */
+  /**
+   * A local write committed: push it soon. A burst coalesces into one push and one recount of the
+   * pending changes (a count over the change log, too much to pay on every write).
+   */
   localWrite(): void {
-    this.#update({ pending: this.#replica.pendingCount() });
     if (this.#pushTimer !== null) return;
     this.#pushTimer = setTimeout(() => {
       this.#pushTimer = null;
+      this.#update({ pending: this.#replica.pendingCount() });
       this.#push();
     }, this.#options.pushDelayMs ?? 5);
   }
@@ -197,7 +200,7 @@ export class SyncLoop {
   }
 
   #update(patch: Partial<SyncStatus>): void {
-    this.#status = { ...this.#status, pending: this.#replica.pendingCount(), ...patch };
+    this.#status = { ...this.#status, ...patch };
     this.#options.onStatus?.(this.#status);
   }
 }
