@@ -1,118 +1,136 @@
 /**
- * The PocketSync demo: a todo list on the local engine, using only the package's public API.
- * Every list on screen is a watch, so it updates from any write, wherever it came from.
+ * The PocketSync demo: two todo lists, a private one (this user's devices) and a shared one (every
+ * user of the project), using only the package's public API as an app that installed it would.
+ *
+ * Who is signed in: `?user=NAME` signs in directly (links, tests); otherwise the name given in the
+ * sign-in form, remembered in localStorage. `?local` runs without a server. Signing in uses the dev
+ * server's token endpoint, so any name works; a real app would get its token from its own login.
  */
-import { PocketSync, isPocketSyncError, type Row } from 'pocketsync';
+/// <reference types="vite/client" />
+import { PocketSync, isPocketSyncError } from 'pocketsync';
+import { mountSyncPanel } from './sync-panel.js';
+import { mountTodoList } from './todo-list.js';
 
-interface Todo extends Row {
-  ps_global_id: string;
-  title: string;
-  done: number;
-}
-
+const TODO_COLUMNS = 'id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL';
 const schema = {
-  version: 1,
+  version: 2,
   migrations: [
-    {
-      version: 1,
-      sql: ['CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL)'],
-    },
+    { version: 1, sql: [`CREATE TABLE todos (${TODO_COLUMNS})`] },
+    { version: 2, sql: [`CREATE TABLE shared_todos (${TODO_COLUMNS}, author TEXT)`] },
   ],
 };
+const PROJECT = 'demo';
+const USER_KEY = 'pocketsync-demo-user';
 
-const storageStatus = document.querySelector<HTMLElement>('#storage')!;
-const syncState = document.querySelector<HTMLElement>('#sync-state')!;
-/** `?user=NAME` signs in with a dev-mode token and syncs; without it the demo stays local. */
-const user = new URLSearchParams(location.search).get('user');
-
-async function devToken(name: string): Promise<string> {
-  const res = await fetch('/v1/projects/demo/dev/token', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ user: name }),
-  });
-  if (!res.ok) throw new Error(`could not sign in as ${name} (${res.status})`);
-  return ((await res.json()) as { token: string }).token;
-}
-const problem = document.querySelector<HTMLElement>('#problem')!;
-const form = document.querySelector<HTMLFormElement>('#add-form')!;
-const input = document.querySelector<HTMLInputElement>('#new-todo')!;
-const list = document.querySelector<HTMLUListElement>('#todo-list')!;
+const params = new URLSearchParams(location.search);
+const problem = document.getElementById('problem')!;
 
 function showProblem(message: string): void {
   problem.textContent = message;
   problem.hidden = false;
 }
 
-function render(todos: Todo[], pocketSync: PocketSync): void {
-  list.replaceChildren(
-    ...todos.map((todo) => {
-      const item = document.createElement('li');
-      item.classList.toggle('done', todo.done === 1);
-      const id = `todo-${todo.ps_global_id}`;
-      const checkbox = Object.assign(document.createElement('input'), { type: 'checkbox', id, checked: todo.done === 1 });
-      checkbox.addEventListener('change', () => {
-        pocketSync.database.update('todos', { done: checkbox.checked ? 1 : 0 }, { ps_global_id: todo.ps_global_id }).catch(report);
-      });
-      const label = Object.assign(document.createElement('label'), { htmlFor: id, textContent: todo.title });
-      const remove = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Delete' });
-      remove.setAttribute('aria-label', `Delete ${todo.title}`);
-      remove.addEventListener('click', () => {
-        pocketSync.database.delete('todos', { ps_global_id: todo.ps_global_id }).catch(report);
-      });
-      item.append(checkbox, label, remove);
-      return item;
-    }),
-  );
-}
-
 function report(error: unknown): void {
   showProblem(isPocketSyncError(error) ? `${error.kind}: ${error.message}` : String(error));
 }
 
-async function main(): Promise<void> {
+async function devToken(user: string): Promise<string> {
+  const res = await fetch(`/v1/projects/${PROJECT}/dev/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user }),
+  });
+  if (!res.ok) throw new Error(`could not sign in as ${user} (${res.status})`);
+  return ((await res.json()) as { token: string }).token;
+}
+
+/** The signed-in user: from the URL, else remembered; null shows the sign-in form. */
+function signedInUser(): string | null {
+  const fromUrl = params.get('user')?.trim();
+  if (fromUrl) return fromUrl;
+  return localStorage.getItem(USER_KEY);
+}
+
+function showSignIn(): void {
+  const section = document.getElementById('sign-in')!;
+  const form = document.getElementById('sign-in-form') as HTMLFormElement;
+  const input = document.getElementById('sign-in-name') as HTMLInputElement;
+  section.hidden = false;
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const user = input.value.trim();
+    if (!user) return;
+    localStorage.setItem(USER_KEY, user);
+    section.hidden = true;
+    void start(user);
+  });
+  input.focus();
+}
+
+/** Opens this user's database (one per user in this browser) and shows the lists. */
+async function start(user: string | null): Promise<void> {
   let pocketSync: PocketSync;
   try {
     pocketSync = await PocketSync.initialize({
-      dbName: user ? `pocketsync-demo-${user}.sqlite3` : 'pocketsync-demo.sqlite3',
+      dbName: user ? `pocketsync-demo-${encodeURIComponent(user)}.sqlite3` : 'pocketsync-demo.sqlite3',
       schema,
-      ...(user ? { serverUrl: location.origin, projectId: 'demo', authToken: () => devToken(user) } : {}),
+      ...(user ? { serverUrl: location.origin, projectId: PROJECT, authToken: () => devToken(user) } : {}),
     });
   } catch (error) {
-    storageStatus.textContent = 'Not available';
-    if (isPocketSyncError(error) && error.kind === 'storage' && /open in another tab/.test(error.message)) {
-      // Until several tabs can share the database, the first tab keeps it.
-      showProblem(`This demo is already open in another tab of this browser: close that tab, then reload this one. (${error.message})`);
-    } else {
-      report(error);
-    }
-    form.querySelector('button')!.disabled = true;
+    report(error);
     return;
-  }
-  storageStatus.textContent = `Storage: ${pocketSync.storage}`;
-  if (pocketSync.warning) {
-    storageStatus.classList.add('warning');
-    storageStatus.textContent += ` (${pocketSync.warning})`;
   }
   // For tinkering from the console (and for the browser tests).
   Object.assign(window, { pocketSync });
-  if (pocketSync.sync.enabled) {
-    syncState.hidden = false;
-    pocketSync.sync.subscribe(({ state, pending }) => {
-      syncState.dataset.state = state;
-      syncState.textContent = `Sync: ${state}${pending > 0 ? `, ${pending} pending` : ''}`;
-    });
-  }
-
-  pocketSync.database.watch<Todo>('SELECT ps_global_id, title, done FROM todos ORDER BY created_at, id', [], (todos) => render(todos, pocketSync));
-
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const title = input.value.trim();
-    if (!title) return;
-    input.value = '';
-    pocketSync.database.insert('todos', { title, created_at: new Date().toISOString() }).catch(report);
+  document.getElementById('app')!.hidden = false;
+  if (user) showUser(user, pocketSync);
+  mountSyncPanel(pocketSync);
+  mountTodoList({
+    section: document.getElementById('private')!,
+    name: 'Private',
+    description: user ? `Only ${user}'s devices see these.` : 'Only this browser sees these.',
+    table: 'todos',
+    pocketSync,
+    author: user,
+    onError: report,
+  });
+  mountTodoList({
+    section: document.getElementById('shared')!,
+    name: 'Shared',
+    description: user ? 'Every user of this demo sees these.' : 'Shared with every user once you sign in.',
+    table: 'shared_todos',
+    pocketSync,
+    author: user,
+    onError: report,
   });
 }
 
-void main();
+/** Who is signed in, and signing out: the local copy is deleted (the server keeps the data). */
+function showUser(user: string, pocketSync: PocketSync): void {
+  document.getElementById('user-name')!.textContent = user;
+  document.getElementById('who')!.hidden = false;
+  document.getElementById('sign-out')!.addEventListener('click', () => {
+    const { pending } = pocketSync.sync.status;
+    if (pending > 0 && !confirm(`${pending} change(s) have not reached the server yet and will be lost. Sign out anyway?`)) return;
+    void (async () => {
+      await pocketSync.reset();
+      await pocketSync.close();
+      localStorage.removeItem(USER_KEY);
+      location.assign(location.pathname);
+    })().catch(report);
+  });
+}
+
+/** The app shell is cached by a service worker, so the app loads with the network off. */
+function registerServiceWorker(): void {
+  if (!('serviceWorker' in navigator) || !import.meta.env.PROD) return;
+  navigator.serviceWorker.register('./sw.js').catch((error: unknown) => console.warn('PocketSync demo: no offline shell', error));
+}
+
+registerServiceWorker();
+if (params.has('local')) void start(null);
+else {
+  const user = signedInUser();
+  if (user) void start(user);
+  else showSignIn();
+}

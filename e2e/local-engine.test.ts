@@ -11,15 +11,20 @@ useBrowser();
 
 type DemoWindow = Window & { pocketSync: PocketSync };
 
+/** The demo without a server (`?local`): the private list is the engine's `todos` table. */
 async function openDemo(page: Page): Promise<void> {
-  await page.goto(demoUrl);
-  await page.getByRole('status').filter({ hasText: /^Storage:|^Not available/ }).waitFor();
+  await page.goto(`${demoUrl}?local`);
+  await page.locator('#connection[data-state="local"], #problem:not([hidden])').waitFor();
+}
+
+function privateList(page: Page) {
+  return page.getByRole('region', { name: 'Private' });
 }
 
 async function addTodo(page: Page, title: string): Promise<void> {
-  await page.getByRole('textbox', { name: 'New todo' }).fill(title);
-  await page.getByRole('button', { name: 'Add' }).click();
-  await page.getByRole('listitem').filter({ hasText: title }).waitFor();
+  await privateList(page).getByRole('textbox', { name: 'New todo' }).fill(title);
+  await privateList(page).getByRole('button', { name: 'Add' }).click();
+  await privateList(page).getByRole('listitem').filter({ hasText: title }).waitFor();
 }
 
 function query(page: Page, sql: string): Promise<Row[]> {
@@ -27,7 +32,7 @@ function query(page: Page, sql: string): Promise<Row[]> {
 }
 
 async function listedTitles(page: Page): Promise<string[]> {
-  return page.getByRole('listitem').locator('label').allTextContents();
+  return privateList(page).getByRole('listitem').locator('label').allTextContents();
 }
 
 describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
@@ -35,7 +40,8 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     const page = await (await newDevice()).newPage();
     const errors = pageErrors(page);
     await openDemo(page);
-    expect(await page.getByRole('status').textContent()).toBe('Storage: opfs-sahpool');
+    expect(await page.locator('#storage').textContent()).toBe('opfs-sahpool (persisted)');
+    expect(await page.getByRole('status').textContent()).toMatch(/^Local only/);
 
     for (const title of ['milk', 'bread', 'eggs']) await addTodo(page, title);
     await page.getByRole('checkbox', { name: 'bread' }).check();
@@ -45,7 +51,7 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     expect(deviceId).toMatch(/^[0-9a-f]{16}$/);
 
     await page.reload();
-    await page.getByRole('listitem').nth(2).waitFor();
+    await privateList(page).getByRole('listitem').nth(2).waitFor();
     expect(await listedTitles(page)).toEqual(['milk', 'bread', 'eggs']);
     expect(await page.getByRole('checkbox', { name: 'bread' }).isChecked()).toBe(true);
     const rows = await query(page, 'SELECT title, done, ps_global_id FROM todos ORDER BY id');
@@ -71,7 +77,7 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
         "INSERT INTO todos (title, created_at) VALUES ('from sql', '2026-01-01'), ('also from sql', '2026-01-02')",
       ),
     );
-    await page.getByRole('listitem').filter({ hasText: 'also from sql' }).waitFor();
+    await privateList(page).getByRole('listitem').filter({ hasText: 'also from sql' }).waitFor();
     expect(await listedTitles(page)).toEqual(['from sql', 'also from sql']);
     await page.evaluate(() =>
       (window as unknown as DemoWindow).pocketSync.database.transaction(async (tx) => {
@@ -95,7 +101,7 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     // Only one connection can hold an opfs-sahpool file: the second tab says so instead of
     // silently falling back to memory (which would lose its writes).
     const alert = await second.getByRole('alert').textContent();
-    expect(alert).toMatch(/already open in another tab.*the database is open in another tab/);
+    expect(alert).toMatch(/^storage: the database is open in another tab/);
     await screenshot(second, 'local-3-second-tab');
 
     // The first tab is unaffected and keeps writing.
@@ -105,7 +111,7 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     // Once the first tab is gone, the second opens the same, intact data.
     await first.close();
     await second.reload();
-    await second.getByRole('listitem').nth(2).waitFor();
+    await privateList(second).getByRole('listitem').nth(2).waitFor();
     expect(await listedTitles(second)).toEqual(['one', 'two', 'three']);
     expect(await query(second, 'PRAGMA integrity_check')).toEqual([{ integrity_check: 'ok' }]);
     expect(await query(second, 'SELECT count(*) AS n FROM __pocketsync_changes')).toEqual([{ n: 3 }]);

@@ -8,7 +8,7 @@ useBrowser();
 async function openAs(user: string): Promise<Page> {
   const page = await (await newDevice()).newPage();
   await page.goto(`${demoUrl}?user=${user}`);
-  await page.locator('#sync-state[data-state="live"]').waitFor();
+  await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
   return page;
 }
 
@@ -16,8 +16,8 @@ describe.skipIf(!haveBrowser)('sync between two browser profiles', () => {
   it('a todo added on one device appears on the other', async () => {
     const a = await openAs('erin');
     const b = await openAs('erin');
-    await a.getByRole('textbox', { name: 'New todo' }).fill('from device a');
-    await a.getByRole('button', { name: 'Add' }).click();
+    await a.getByRole('region', { name: 'Private' }).getByRole('textbox', { name: 'New todo' }).fill('from device a');
+    await a.getByRole('region', { name: 'Private' }).getByRole('button', { name: 'Add' }).click();
     await b.getByRole('listitem').filter({ hasText: 'from device a' }).waitFor();
     await b.getByRole('checkbox', { name: 'from device a' }).check();
     await a.waitForFunction(() => document.querySelector('li.done') !== null);

@@ -1,0 +1,63 @@
+/**
+ * Sync made visible: the connection state (the page's one role=status element), pending changes,
+ * last synced, a progress bar during catch-up, the storage in use, and conflicts as they happen.
+ */
+import type { Conflict, PocketSync, SyncStatus } from 'pocketsync';
+
+const STATE_TEXT: Record<SyncStatus['state'], string> = {
+  live: 'Live',
+  offline: 'Offline',
+  connecting: 'Connecting…',
+  'catching-up': 'Catching up…',
+  error: 'Sync error',
+};
+
+function element<T extends HTMLElement = HTMLElement>(id: string): T {
+  return document.getElementById(id) as T;
+}
+
+export function mountSyncPanel(pocketSync: PocketSync): void {
+  const storage = element('storage');
+  storage.textContent = pocketSync.storage === 'memory' ? 'memory (not persisted)' : `${pocketSync.storage} (persisted)`;
+  if (pocketSync.warning) {
+    const warning = element('storage-warning');
+    warning.textContent = pocketSync.warning;
+    warning.hidden = false;
+  }
+
+  const connection = element('connection');
+  const progress = element<HTMLProgressElement>('catch-up');
+  const pending = element('pending');
+  const lastSynced = element('last-synced');
+  if (!pocketSync.sync.enabled) {
+    connection.dataset.state = 'local';
+    connection.textContent = 'Local only: this browser keeps the todos, nothing syncs';
+    return;
+  }
+  pocketSync.sync.subscribe((status) => {
+    connection.dataset.state = status.state;
+    connection.textContent = status.state === 'error' && status.error ? `${STATE_TEXT.error}: ${status.error.message}` : STATE_TEXT[status.state];
+    const catchUp = status.state === 'catching-up' ? status.progress : null;
+    progress.hidden = catchUp === null || catchUp.total === 0;
+    if (catchUp && catchUp.total > 0) {
+      progress.max = catchUp.total;
+      progress.value = catchUp.done;
+      progress.setAttribute('aria-valuetext', `${catchUp.done} of ${catchUp.total} changes`);
+    }
+    pending.textContent = String(status.pending);
+    lastSynced.textContent = status.lastSyncedAt === null ? 'never' : new Date(status.lastSyncedAt).toLocaleTimeString();
+  });
+
+  const conflicts = element('conflicts');
+  const log = element<HTMLOListElement>('conflict-log');
+  pocketSync.sync.onConflict((conflict) => {
+    conflicts.hidden = false;
+    log.prepend(Object.assign(document.createElement('li'), { textContent: describeConflict(conflict) }));
+  });
+}
+
+function describeConflict(conflict: Conflict): string {
+  const what = conflict.column ? `${conflict.table}.${conflict.column}` : `a row of ${conflict.table}`;
+  const shown = (side: Conflict['losing']): string => (side.op === 'delete' ? 'a delete' : side.value === undefined ? `an ${side.op}` : JSON.stringify(side.value));
+  return `${new Date().toLocaleTimeString()}: ${what}: this device wrote ${shown(conflict.losing)}, another device's ${shown(conflict.winning)} won (${conflict.rule})`;
+}
