@@ -45,7 +45,8 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 
 mkdirSync(dataDir, { recursive: true });
-const adminKey = values['admin-key'] ?? process.env.POCKETSYNC_ADMIN_KEY ?? storedAdminKey(dataDir);
+// An empty key (an unset variable in a compose file, say) is no key: generate one.
+const adminKey = values['admin-key'] || process.env.POCKETSYNC_ADMIN_KEY || storedAdminKey(dataDir);
 
 const server = await createServer({ dataDir, port, host, adminKey, dev, ...(values.static ? { staticDir: resolve(values.static) } : {}) });
 if (dev && !(await server.store.getProject(DEMO_PROJECT))) {
