@@ -18,6 +18,7 @@ import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { HttpPushSchema, LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
+import { checkClocks } from './clocks.js';
 import { ServerError } from './errors.js';
 import { randomHex } from './random.js';
 import type { Resolver } from './merge.js';
@@ -95,6 +96,7 @@ export function createApp(options: AppOptions): Hono {
     const project = await projectOf(c);
     const user = await userOf(c, project);
     const body = parse(HttpPushSchema, await readJson(c));
+    checkClocks(body.changes);
     const out = await store.push({
       projectId: project.id,
       userId: user.userId,

@@ -17,6 +17,7 @@ import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS, UpMessageSchema, type Hello, type Push } from '../lib/protocol/up.js';
 import { parse } from './app.js';
 import { verifyUserToken, type User } from './auth.js';
+import { checkClocks } from './clocks.js';
 import { ServerError } from './errors.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { Resolver } from './merge.js';
@@ -117,6 +118,7 @@ export class SyncSocket {
   async #push(push: Push): Promise<void> {
     const user = this.#user as User;
     const subscriber = this.#subscriber as Subscriber;
+    checkClocks(push.changes);
     const out = await this.#deps.store.push({
       projectId: this.#project.id,
       userId: user.userId,

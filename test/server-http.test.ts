@@ -113,6 +113,7 @@ describe('bad input changes nothing and says why', () => {
     ['a forged token', async () => push('p1', await sign({ sub: 'alice', project: 'p1', exp: Math.floor(Date.now() / 1000) + 60 }, 'not-the-secret', 'HS256'), { deviceId: 'd1', changes: [change('r1', { a: 1 })] }), 401, 'auth'],
     ['a token for another project', async () => push('p1', await sign({ sub: 'alice', project: 'p2', exp: Math.floor(Date.now() / 1000) + 60 }, p1.secret, 'HS256'), { deviceId: 'd1', changes: [change('r1', { a: 1 })] }), 401, 'auth'],
     ['a token without expiry', async () => push('p1', await sign({ sub: 'alice', project: 'p1' }, p1.secret, 'HS256'), { deviceId: 'd1', changes: [change('r1', { a: 1 })] }), 401, 'auth'],
+    ['a clock two hours ahead of the server', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [change('r1', { a: 1 }), { ...change('r2', { a: 2 }), clock: formatClock({ wall: Date.now() + 2 * 3_600_000, counter: 0, deviceId: 'd1' }) }] }), 400, 'invalid'],
     ['an unknown project', async () => push('nope', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [] }), 404, 'not-found'],
     ['a bad cursor', async () => pull('p1', await mintUserToken(p1, 'alice'), 'cursor=-1'), 400, 'invalid'],
   ];

@@ -33,8 +33,8 @@ interface Device {
   remoteTables: string[][];
 }
 
-async function device(name: string, token: () => string | Promise<string>): Promise<Device> {
-  const engine = await openEngine({ schema: todoSchema, deviceId: name });
+async function device(name: string, token: () => string | Promise<string>, time?: () => number): Promise<Device> {
+  const engine = await openEngine({ schema: todoSchema, deviceId: name, ...(time ? { time } : {}) });
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
   const loop = new SyncLoop(engine, new Replica(engine), {
@@ -102,5 +102,20 @@ describe('sync loop', () => {
     expect(badCalls).toBe(2);
     // No reconnect storm: the socket stays closed.
     expect(server.hub.connections).toBe(1);
+  });
+
+  it('stops with state error and the server\'s reason when a device\'s clock runs hours fast, and stores nothing', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const fast = await device('device-fast', () => token, () => Date.now() + 2 * 3_600_000);
+    fast.loop.start();
+    await waitFor(() => fast.loop.status.state === 'live', 5_000, 'live');
+    fast.engine.insert('todos', { title: 'from the future' });
+    fast.loop.localWrite();
+    await waitFor(() => fast.loop.status.state === 'error', 5_000, 'state error');
+    expect(fast.loop.status.error).toMatchObject({ kind: 'invalid', message: expect.stringMatching(/clock 120 minutes ahead/) });
+    expect(await server.store.currentSeq('p')).toBe(0);
+    // The change stays queued for when the clock is right, and the socket is closed.
+    expect(fast.loop.status.pending).toBe(1);
+    await waitFor(() => server.hub.connections === 0, 5_000, 'the socket to close');
   });
 });

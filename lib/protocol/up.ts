@@ -11,6 +11,12 @@ export const LIMITS = {
   maxChangesPerPush: 1000,
   /** Rows in one batch of changes sent down (a pull's limit is capped to this). */
   maxBatchRows: 5000,
+  /**
+   * How far ahead of the server's time a pushed clock may be. A device whose clock runs fast would
+   * otherwise win every conflict until real time caught up, and drag every clock that sees its
+   * stamps forward with it: its push is refused (kind 'invalid') until its clock is set right.
+   */
+  maxClockAheadMs: 60 * 60 * 1000,
 } as const;
 
 const CursorSchema = v.pipe(v.number(), v.integer(), v.minValue(0));

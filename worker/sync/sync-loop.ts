@@ -54,6 +54,8 @@ export class SyncLoop {
   #inFlight = false;
   #pushTimer: ReturnType<typeof setTimeout> | null = null;
   #authRetried = false;
+  #pushRetries = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #done = 0;
   /** Frames are handled one at a time, in arrival order. */
   #queue: Promise<void> = Promise.resolve();
@@ -94,6 +96,7 @@ export class SyncLoop {
     this.#inFlight = false;
     if (this.#pushTimer) clearTimeout(this.#pushTimer);
     this.#pushTimer = null;
+    this.#clearRetry();
     this.#update({ state: 'offline', progress: null });
   }
 
@@ -157,12 +160,14 @@ export class SyncLoop {
         this.#replica.settle(message.rows ?? []);
         for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
         this.#inFlight = false;
-        this.#update({ pending: this.#replica.pendingCount(), lastSyncedAt: Date.now() });
+        this.#pushRetries = 0;
+        this.#update({ pending: this.#replica.pendingCount(), lastSyncedAt: Date.now(), error: null });
         this.#push();
         return;
       }
       case 'error': {
         if (message.kind === ErrorKind.Auth || message.kind === ErrorKind.Version) this.#refused(message);
+        else this.#pushFailed(message);
         return;
       }
     }
@@ -180,8 +185,37 @@ export class SyncLoop {
     this.#update({ state: 'error', error, progress: null });
   }
 
+  /**
+   * The server refused the push in flight, and stored none of it. A server fault ('internal') is
+   * retried after a growing delay; anything else (a clock far ahead, a change the server will never
+   * take) would fail the same way again, so sync stops in state 'error' with the server's reason,
+   * and the changes stay queued until the app calls start() again.
+   */
+  #pushFailed(error: ErrorData): void {
+    if (error.kind === ErrorKind.Internal) {
+      this.#update({ error });
+      const delay = Math.min(30_000, 500 * 2 ** this.#pushRetries++);
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = null;
+        this.#inFlight = false;
+        this.#push();
+      }, delay);
+      return;
+    }
+    this.#socket?.close();
+    this.#socket = null;
+    this.#inFlight = false;
+    this.#update({ state: 'error', error, progress: null });
+  }
+
+  #clearRetry(): void {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+  }
+
   #closed(code: number): void {
     this.#inFlight = false;
+    this.#clearRetry();
     if (this.#status.state === 'error' || this.#socket === null) return;
     if (code === CLOSE_AUTH || code === CLOSE_VERSION) return; // #refused decides
     this.#update({ state: 'connecting', progress: null });
