@@ -51,11 +51,11 @@ class SwitchableNetwork implements Network {
 }
 
 /** `ws`, counting the connections the loop opens. */
-function countingWebSocket(): { WebSocket: typeof WebSocket; opened: () => number } {
+function countingWebSocket(): { WebSocket: unknown; opened: () => number } {
   let count = 0;
   class Counting extends WebSocket {
-    constructor(...args: ConstructorParameters<typeof WebSocket>) {
-      super(...args);
+    constructor(address: string | URL, protocols?: string | string[]) {
+      super(address, protocols);
       count++;
     }
   }
