@@ -6,6 +6,7 @@ import { createServer, type RunningServer } from '../server/server.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
 import type { Project } from '../server/store/store.js';
 import type { Engine } from '../worker/engine.js';
+import type { Network } from '../worker/sync/network.js';
 import { Replica } from '../worker/sync/replica.js';
 import { SyncLoop, type SyncState } from '../worker/sync/sync-loop.js';
 import { openEngine, todoSchema } from './helpers/engine.js';
@@ -33,14 +34,50 @@ interface Device {
   remoteTables: string[][];
 }
 
-async function device(name: string, token: () => string | Promise<string>, time?: () => number): Promise<Device> {
+/** A network the test takes away and gives back (Node's is always there). */
+class SwitchableNetwork implements Network {
+  online = true;
+  readonly #listeners = new Set<(online: boolean) => void>();
+
+  watch(listener: (online: boolean) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  set(online: boolean): void {
+    this.online = online;
+    for (const listener of this.#listeners) listener(online);
+  }
+}
+
+/** `ws`, counting the connections the loop opens. */
+function countingWebSocket(): { WebSocket: unknown; opened: () => number } {
+  let count = 0;
+  class Counting extends WebSocket {
+    constructor(address: string | URL, protocols?: string | string[]) {
+      super(address, protocols);
+      count++;
+    }
+  }
+  return { WebSocket: Counting, opened: () => count };
+}
+
+interface DeviceOptions {
+  readonly network?: Network;
+  readonly socket?: unknown;
+  /** The device's clock (Date.now by default). */
+  readonly time?: () => number;
+}
+
+async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time }: DeviceOptions = {}): Promise<Device> {
   const engine = await openEngine({ schema: todoSchema, deviceId: name, ...(time ? { time } : {}) });
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
   const loop = new SyncLoop(engine, new Replica(engine), {
     url: `${server.url.replace('http', 'ws')}v1/projects/p/sync`,
     token,
-    WebSocket,
+    WebSocket: socket,
+    ...(network ? { network } : {}),
     onStatus: (status) => {
       if (states.at(-1) !== status.state) states.push(status.state);
     },
@@ -106,7 +143,7 @@ describe('sync loop', () => {
 
   it('stops with state error and the server\'s reason when a device\'s clock runs hours fast, and stores nothing', async () => {
     const token = await mintUserToken(project, 'alice');
-    const fast = await device('device-fast', () => token, () => Date.now() + 2 * 3_600_000);
+    const fast = await device('device-fast', () => token, { time: () => Date.now() + 2 * 3_600_000 });
     fast.loop.start();
     await waitFor(() => fast.loop.status.state === 'live', 5_000, 'live');
     fast.engine.insert('todos', { title: 'from the future' });
@@ -117,5 +154,49 @@ describe('sync loop', () => {
     // The change stays queued for when the clock is right, and the socket is closed.
     expect(fast.loop.status.pending).toBe(1);
     await waitFor(() => server.hub.connections === 0, 5_000, 'the socket to close');
+  });
+
+  it('goes offline with the network: closes its socket, keeps writes pending, and pushes them when it returns', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const network = new SwitchableNetwork();
+    const a = await device('device-a', () => token);
+    const b = await device('device-b', () => token, { network });
+    a.loop.start();
+    b.loop.start();
+    await waitFor(() => a.loop.status.state === 'live' && b.loop.status.state === 'live', 5_000, 'both live');
+
+    network.set(false);
+    expect(b.loop.status.state).toBe('offline');
+    await waitFor(() => server.hub.connections === 1, 5_000, 'the server to see B’s socket close');
+    b.engine.insert('todos', { title: 'written on b without a network' });
+    b.loop.localWrite();
+    await waitFor(() => b.loop.status.pending === 1, 5_000, 'B to count its pending write');
+    a.engine.insert('todos', { title: 'written on a meanwhile' });
+    a.loop.localWrite();
+    await waitFor(() => a.loop.status.pending === 0, 5_000, 'A’s push');
+    expect(b.loop.status.state).toBe('offline');
+    expect(titles(b.engine)).toEqual(['written on b without a network']);
+
+    network.set(true);
+    await waitFor(() => b.loop.status.state === 'live' && b.loop.status.pending === 0, 5_000, 'B live with nothing pending');
+    await waitFor(() => titles(a.engine).length === 2 && titles(b.engine).length === 2, 5_000, 'both to converge');
+    expect(titles(a.engine)).toEqual(titles(b.engine));
+    expect(b.states).toEqual(['connecting', 'catching-up', 'live', 'offline', 'connecting', 'catching-up', 'live']);
+  });
+
+  it('started without a network, stays offline without trying to connect, and connects when it comes', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const network = new SwitchableNetwork();
+    network.online = false;
+    const counting = countingWebSocket();
+    const b = await device('device-b', () => token, { network, socket: counting.WebSocket });
+    b.loop.start();
+    expect(b.loop.status.state).toBe('offline');
+    expect(counting.opened()).toBe(0);
+
+    network.set(true);
+    await waitFor(() => b.loop.status.state === 'live', 5_000, 'B live');
+    expect(counting.opened()).toBe(1);
+    expect(b.states).toEqual(['offline', 'connecting', 'catching-up', 'live']);
   });
 });

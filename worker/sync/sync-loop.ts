@@ -9,6 +9,13 @@
  * - A burst of local writes is coalesced for `pushDelayMs` (5 ms) before a push.
  * - An auth failure gets one more try with a fresh token (authToken may be a function). A second
  *   one in a row is state 'error' with kind 'auth', and the socket stays closed: no reconnect storm.
+ * - The network (./network.ts) going away is state 'offline': the socket is closed, not left to
+ *   hang (a lost network does not close a WebSocket for a long time, and Chromium's offline mode
+ *   holds its frames without closing it) or to retry in vain. Its return connects a fresh socket at
+ *   once rather than after the backoff the failed attempts built up.
+ * - Frames of a socket that was replaced or closed are ignored: what they carried (an ack, a batch)
+ *   comes again on the next connection, from the cursor, and the server answers 'duplicate' for
+ *   what it had already committed.
  */
 import { WebSocket as ReconnectingWebSocket } from 'partysocket';
 import type { LostWrite } from '../../lib/protocol/change.js';
@@ -19,6 +26,7 @@ import { LIMITS } from '../../lib/protocol/up.js';
 import type { SyncState, SyncStatus } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
 import { toErrorData } from '../engine-error.js';
+import { platformNetwork, type Network } from './network.js';
 import type { Replica } from './replica.js';
 
 export type { SyncState, SyncStatus };
@@ -40,6 +48,8 @@ export interface SyncLoopOptions {
    * must not land inside an app transaction. Immediate by default.
    */
   readonly run?: (work: () => void) => Promise<void>;
+  /** Whether there is a network; the platform's (navigator.onLine) by default. */
+  readonly network?: Network;
 }
 
 const CLOSE_AUTH = 4001;
@@ -49,6 +59,10 @@ export class SyncLoop {
   readonly #engine: Engine;
   readonly #replica: Replica;
   readonly #options: SyncLoopOptions;
+  readonly #network: Network;
+  /** Between start() and stop(): the socket may still be null, while offline or after an error. */
+  #running = false;
+  #stopWatchingNetwork: (() => void) | null = null;
   #socket: ReconnectingWebSocket | null = null;
   #status: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null };
   #inFlight = false;
@@ -64,15 +78,36 @@ export class SyncLoop {
     this.#engine = engine;
     this.#replica = replica;
     this.#options = options;
+    this.#network = options.network ?? platformNetwork();
   }
 
   get status(): SyncStatus {
     return this.#status;
   }
 
+  /** Connects, or waits for the network; after an error, tries again. */
   start(): void {
-    if (this.#socket) return;
-    this.#update({ state: 'connecting', error: null, pending: this.#replica.pendingCount() });
+    if (this.#running && this.#status.state !== 'error') return;
+    this.#running = true;
+    this.#stopWatchingNetwork ??= this.#network.watch((online) => this.#networkChanged(online));
+    const online = this.#network.online;
+    this.#update({ state: online ? 'connecting' : 'offline', error: null, progress: null, pending: this.#replica.pendingCount() });
+    if (online) this.#connect();
+  }
+
+  stop(): void {
+    this.#running = false;
+    this.#stopWatchingNetwork?.();
+    this.#stopWatchingNetwork = null;
+    this.#disconnect();
+    if (this.#pushTimer) clearTimeout(this.#pushTimer);
+    this.#pushTimer = null;
+    this.#update({ state: 'offline', progress: null });
+  }
+
+  /** A fresh socket: its first attempt is immediate (partysocket waits only before retries). */
+  #connect(): void {
+    this.#disconnect();
     const socket = new ReconnectingWebSocket(this.#options.url, [], {
       ...(this.#options.WebSocket ? { WebSocket: this.#options.WebSocket } : {}),
       maxEnqueuedMessages: 0,
@@ -81,23 +116,38 @@ export class SyncLoop {
       reconnectionDelayGrowFactor: 1.6,
       shouldReconnectOnClose: (event) => event.code !== CLOSE_AUTH && event.code !== CLOSE_VERSION,
     });
-    socket.addEventListener('open', () => void this.#hello());
+    const current = (): boolean => socket === this.#socket;
+    socket.addEventListener('open', () => {
+      if (current()) void this.#hello();
+    });
     socket.addEventListener('message', (event: MessageEvent) => {
       const run = this.#options.run ?? ((work: () => void) => Promise.resolve(work()));
-      this.#queue = this.#queue.then(() => run(() => this.#message(event.data))).catch(() => undefined);
+      this.#queue = this.#queue.then(() => (current() ? run(() => this.#message(event.data)) : undefined)).catch(() => undefined);
     });
-    socket.addEventListener('close', (event: CloseEvent) => this.#closed(event.code));
+    socket.addEventListener('close', (event: CloseEvent) => {
+      if (current()) this.#closed(event.code);
+    });
     this.#socket = socket;
   }
 
-  stop(): void {
-    this.#socket?.close();
+  /** Closes the socket for good (it does not reconnect); a push in flight is sent again later. */
+  #disconnect(): void {
+    const socket = this.#socket;
     this.#socket = null;
     this.#inFlight = false;
-    if (this.#pushTimer) clearTimeout(this.#pushTimer);
-    this.#pushTimer = null;
     this.#clearRetry();
-    this.#update({ state: 'offline', progress: null });
+    socket?.close();
+  }
+
+  #networkChanged(online: boolean): void {
+    if (!this.#running || this.#status.state === 'error') return;
+    if (!online) {
+      this.#disconnect();
+      this.#update({ state: 'offline', progress: null });
+    } else if (this.#status.state === 'offline' || this.#status.state === 'connecting') {
+      this.#update({ state: 'connecting', progress: null });
+      this.#connect();
+    }
   }
 
   /**
@@ -134,8 +184,7 @@ export class SyncLoop {
           this.#replica.apply(message.changes, message.cursor);
         } catch (error) {
           // The batch was rolled back and the cursor did not move; stop rather than loop on it.
-          this.#socket?.close();
-          this.#socket = null;
+          this.#disconnect();
           this.#update({ state: 'error', progress: null, error: toErrorData(error) });
           return;
         }
@@ -180,8 +229,7 @@ export class SyncLoop {
       this.#socket?.reconnect();
       return;
     }
-    this.#socket?.close();
-    this.#socket = null;
+    this.#disconnect();
     this.#update({ state: 'error', error, progress: null });
   }
 
@@ -202,9 +250,7 @@ export class SyncLoop {
       }, delay);
       return;
     }
-    this.#socket?.close();
-    this.#socket = null;
-    this.#inFlight = false;
+    this.#disconnect();
     this.#update({ state: 'error', error, progress: null });
   }
 
@@ -216,7 +262,7 @@ export class SyncLoop {
   #closed(code: number): void {
     this.#inFlight = false;
     this.#clearRetry();
-    if (this.#status.state === 'error' || this.#socket === null) return;
+    if (this.#status.state === 'error') return;
     if (code === CLOSE_AUTH || code === CLOSE_VERSION) return; // #refused decides
     this.#update({ state: 'connecting', progress: null });
   }
