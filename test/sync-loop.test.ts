@@ -105,6 +105,22 @@ describe('sync loop', () => {
     expect(b.states).toEqual(['connecting', 'catching-up', 'live']);
   });
 
+  it('remembers when it last synced: a new loop on the same database reports it before connecting', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const a = await device('device-a', () => token);
+    const b = await device('device-b', () => token);
+    a.loop.start();
+    b.loop.start();
+    await waitFor(() => b.loop.status.state === 'live', 5_000, 'B live');
+    a.engine.insert('todos', { title: 'milk' });
+    a.loop.localWrite();
+    await waitFor(() => titles(b.engine).includes('milk'), 5_000, 'the write to reach B');
+    b.loop.stop();
+    const reopened = new SyncLoop(b.engine, new Replica(b.engine), { url: 'ws://127.0.0.1:9/unused', token: () => token });
+    expect(reopened.status.state).toBe('offline');
+    expect(reopened.status.lastSyncedAt).toBeGreaterThan(Date.now() - 60_000);
+  });
+
   it('catches up a device that was offline, and pushes what it wrote offline', async () => {
     const token = await mintUserToken(project, 'alice');
     const a = await device('device-a', () => token);

@@ -41,6 +41,12 @@ export class Replica {
     return Number(this.#engine.query('SELECT server_cursor AS c FROM __pocketsync_device_state WHERE id = 1')[0]?.c ?? 0);
   }
 
+  /** When the last batch from the server was applied (ms since the epoch), kept across reloads. */
+  get lastSyncedAt(): number | null {
+    const at = this.#engine.query('SELECT last_sync_at AS t FROM __pocketsync_device_state WHERE id = 1')[0]?.t;
+    return typeof at === 'number' ? at : null;
+  }
+
   /** Local changes not yet acknowledged, oldest first, as they go on the wire. */
   pending(limit: number): ClientChange[] {
     const rows = this.#engine.query(

@@ -79,6 +79,7 @@ export class SyncLoop {
     this.#replica = replica;
     this.#options = options;
     this.#network = options.network ?? platformNetwork();
+    this.#status = { ...this.#status, lastSyncedAt: replica.lastSyncedAt };
   }
 
   get status(): SyncStatus {
