@@ -34,6 +34,14 @@ async function add(page: Page, name: 'Private' | 'Shared', title: string): Promi
   await todo(page, name, title).waitFor();
 }
 
+/** Edits a todo's text the way a person does: Edit, type, Enter. */
+async function rename(page: Page, from: string, to: string): Promise<void> {
+  await page.getByRole('button', { name: `Edit ${from}` }).click();
+  await page.getByRole('textbox', { name: `Edit ${from}` }).fill(to);
+  await page.keyboard.press('Enter');
+  await page.getByRole('checkbox', { name: to }).waitFor();
+}
+
 async function live(page: Page): Promise<void> {
   await connection(page).filter({ hasText: /^Live$/ }).waitFor();
 }
@@ -79,37 +87,42 @@ describe.skipIf(!haveBrowser)('the demo, as new users meet it', () => {
     await phone.context.setOffline(true);
     await connection(phone.page).filter({ hasText: /^Offline$/ }).waitFor();
     await add(phone.page, 'Private', 'Written offline');
-    await expect.poll(() => phone.page.locator('#pending').textContent(), { timeout: 20_000 }).toBe('1');
+    await rename(phone.page, 'Buy milk', 'Buy whole milk');
+    await expect.poll(() => phone.page.locator('#pending').textContent(), { timeout: 20_000 }).toBe('2');
 
     // 6. Reloaded with the network off, the app still loads (service worker) with the todo.
     await phone.page.reload();
     await todo(phone.page, 'Private', 'Written offline').waitFor();
-    await todo(phone.page, 'Private', 'Buy milk').waitFor();
+    await todo(phone.page, 'Private', 'Buy whole milk').waitFor();
     expect(await connection(phone.page).textContent()).not.toBe('Live');
     expect(await phone.page.locator('#last-synced').textContent()).not.toBe('never');
     await screenshot(phone.page, 'journey-4-phone-reloaded-offline');
 
-    // 7. Meanwhile the laptop edits: it un-completes milk and renames the lunch.
+    // 7. Meanwhile (later, so with newer clocks) the laptop un-completes the milk and renames it
+    // too, and renames the lunch.
     await laptop.page.getByRole('checkbox', { name: 'Buy milk' }).uncheck();
-    await laptop.page.getByRole('button', { name: 'Edit Team lunch on Friday' }).click();
-    await laptop.page.getByRole('textbox', { name: 'Edit Team lunch on Friday' }).fill('Team lunch on Thursday');
-    await laptop.page.keyboard.press('Enter');
+    await rename(laptop.page, 'Buy milk', 'Buy oat milk');
+    await rename(laptop.page, 'Team lunch on Friday', 'Team lunch on Thursday');
     await todo(bens.page, 'Shared', 'Team lunch on Thursday').waitFor();
     expect(await todo(laptop.page, 'Private', 'Written offline').count()).toBe(0);
 
-    // 8. Back online, both devices converge.
+    // 8. Back online, both devices converge, and the phone tells its user that its rename lost.
     await phone.context.setOffline(false);
     await live(phone.page);
     await todo(laptop.page, 'Private', 'Written offline').waitFor();
     await todo(phone.page, 'Shared', 'Team lunch on Thursday').waitFor();
-    await expect.poll(() => phone.page.getByRole('checkbox', { name: 'Buy milk' }).isChecked(), { timeout: 20_000 }).toBe(false);
+    await todo(phone.page, 'Private', 'Buy oat milk').waitFor();
+    await expect.poll(() => phone.page.getByRole('checkbox', { name: 'Buy oat milk' }).isChecked(), { timeout: 20_000 }).toBe(false);
+    const conflicts = phone.page.getByRole('region', { name: 'Conflicts' });
+    await conflicts.getByRole('listitem').first().waitFor();
+    expect(await conflicts.getByRole('listitem').allTextContents()).toEqual([expect.stringMatching(/todos\.title: this device wrote "Buy whole milk", another device's "Buy oat milk" won/)]);
     await expect.poll(() => phone.page.locator('#pending').textContent(), { timeout: 20_000 }).toBe('0');
     await screenshot(phone.page, 'journey-5-phone-back-online');
     await screenshot(laptop.page, 'journey-6-laptop-converged');
 
     const titles = (page: Page, name: 'Private' | 'Shared') => list(page, name).getByRole('listitem').locator('label').allTextContents();
     for (const name of ['Private', 'Shared'] as const) expect(await titles(phone.page, name)).toEqual(await titles(laptop.page, name));
-    expect(await titles(laptop.page, 'Private')).toEqual(['Buy milk', 'Written offline']);
+    expect(await titles(laptop.page, 'Private')).toEqual(['Buy oat milk', 'Written offline']);
     expect(await titles(bens.page, 'Shared')).toEqual(['Team lunch on Thursday']);
     for (const d of [laptop, phone, bens]) expect(d.errors.filter((e) => !/ERR_INTERNET_DISCONNECTED|Failed to fetch|WebSocket/.test(e))).toEqual([]);
   });
