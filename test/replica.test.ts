@@ -113,6 +113,24 @@ describe('replica', () => {
     expect(a.rows()).toEqual(b.rows());
   });
 
+  it('keeps a row deleted locally, not yet acknowledged, against an older remote update', async () => {
+    const [a, b] = await devices();
+    const gid = a.engine.insert('todos', { title: 'milk' });
+    await a.push();
+    await a.pull(); // so that A's cursor says it has the row
+    await b.pull();
+    a.engine.update('todos', { done: 1 }, { ps_global_id: gid });
+    b.engine.delete('todos', { ps_global_id: gid }); // later clock, not pushed yet
+    await a.push();
+    await b.pull(); // brings a's older update: the row stays deleted on b
+    expect(b.rows()).toEqual([]);
+    await b.push();
+    await a.pull();
+    await b.pull();
+    expect(a.rows()).toEqual([]);
+    expect(b.rows()).toEqual([]);
+  });
+
   it('applies a batch delivered twice once', async () => {
     const [a, b] = await devices();
     a.engine.insert('todos', { title: 'once' });

@@ -10,7 +10,10 @@
  *   a batch delivered twice has the effect of once.
  * - A local edit not yet acknowledged keeps its columns against a remote value with an older
  *   clock: the same per-column rule the server applies, so the server's echo of the merged row and
- *   this device agree once the edit is pushed.
+ *   this device agree once the edit is pushed. Likewise a local delete not yet acknowledged keeps
+ *   the row deleted against a remote state all older than it: the server will delete the row when
+ *   the delete arrives, and sends that back to the other devices only, so a row brought back here
+ *   would stay.
  * - Every received clock advances this device's HLC, so later local edits sort after what it saw.
  */
 import type { ClientChange, RowChange } from '../../lib/protocol/change.js';
@@ -119,6 +122,7 @@ export class Replica {
       engine.execute(`DELETE FROM ${t} WHERE ps_global_id = ?`, [change.row]);
       return;
     }
+    if (local?.deleted !== undefined && local.deleted > newestOf(change)) return;
     let shape = batch.shapes.get(change.table);
     if (!shape) batch.shapes.set(change.table, (shape = this.#tableShape(change.table)));
     const values: Record<string, SqlValue> = {};
@@ -159,6 +163,7 @@ export class Replica {
       let clocks = byRow.get(key);
       if (!clocks) byRow.set(key, (clocks = { columns: new Map(), newest: pending.clock }));
       if (pending.clock > clocks.newest) clocks.newest = pending.clock;
+      if (pending.operation === 'delete' && (clocks.deleted === undefined || pending.clock > clocks.deleted)) clocks.deleted = pending.clock;
       for (const column of Object.keys(toClientChange(pending).values ?? {})) clocks.columns.set(column, pending.clock);
     }
     return byRow;
@@ -173,6 +178,8 @@ interface TableShape {
 interface PendingClocks {
   readonly columns: Map<string, string>;
   newest: string;
+  /** The clock of the newest unacknowledged delete of the row, if any. */
+  deleted?: string;
 }
 
 /** What one batch reads once: synced tables, table shapes, and the unacknowledged local writes. */
