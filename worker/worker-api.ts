@@ -10,11 +10,11 @@
  */
 import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
-import type { ConflictMessage, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
+import type { ConflictMessage, NotificationPort, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
 import { forgetDeviceId, rememberDeviceId, rememberedDeviceId } from './device-id.js';
 import { Engine } from './engine.js';
 import { EngineError, toErrorData } from './engine-error.js';
-import { deleteDatabase, openStorage } from './storage.js';
+import { deleteDatabase, openStorage, releaseStorage } from './storage.js';
 import { Replica } from './sync/replica.js';
 import { SyncLoop } from './sync/sync-loop.js';
 
@@ -32,7 +32,7 @@ export interface WorkerApiDeps {
 
 export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
   let engine: Engine | null = null;
-  let port: MessagePort | null = null;
+  let port: NotificationPort | null = null;
   let sync: SyncLoop | null = null;
   /** How the database was opened, for reset(). */
   let opened: { options: OpenOptions; storage: OpenResult['storage'] } | null = null;
@@ -134,7 +134,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
   }
 
   return {
-    async open(options: OpenOptions, notifications: MessagePort, token?: () => Promise<string>): Promise<Result<OpenResult>> {
+    async open(options: OpenOptions, notifications: NotificationPort, token?: () => Promise<string>): Promise<Result<OpenResult>> {
       try {
         if (engine !== null) throw new EngineError(ErrorKind.Invalid, 'the database is already open');
         if (typeof options.dbName !== 'string' || options.dbName.length === 0) {
@@ -230,7 +230,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
       if (activeTx === tx) endTransaction();
       return result;
     },
-    close() {
+    async close() {
       try {
         // An open transaction is rolled back; calls waiting on it then find the database closed.
         if (activeTx !== null) {
@@ -243,9 +243,10 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         engine = null;
         port?.close();
         port = null;
-        return Promise.resolve({ ok: true, value: undefined });
+        if (opened?.storage === 'opfs-sahpool') await releaseStorage();
+        return { ok: true, value: undefined };
       } catch (error) {
-        return Promise.resolve({ ok: false, error: toErrorData(error) });
+        return { ok: false, error: toErrorData(error) };
       }
     },
   };

@@ -1,5 +1,6 @@
-/** The Web Worker entry: the WorkerApi over Comlink. */
+/** The Web Worker entry: the WorkerApi over Comlink, the database shared with the profile's other tabs. */
 import { expose } from 'comlink';
+import { shareAcrossTabs } from './tabs.js';
 import { createWorkerApi } from './worker-api.js';
 
-expose(createWorkerApi());
+expose(shareAcrossTabs(createWorkerApi()));
