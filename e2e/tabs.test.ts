@@ -17,10 +17,16 @@ interface TabWindow extends Window {
   writes: { resolved: string[]; closed: string[]; other: string[]; stop: boolean; done: boolean };
 }
 
-/** Opens the demo as `user` in `device` and watches its todos' titles into window.titles. */
+/** Opens the demo as `user` in `device`, watching its todos' titles. */
 async function openTab(device: BrowserContext, user: string): Promise<Page> {
   const page = await device.newPage();
   await page.goto(`${demoUrl}?user=${user}`);
+  await watchTitles(page);
+  return page;
+}
+
+/** Keeps window.titles equal to the titles of the page's todos, through a watch. */
+async function watchTitles(page: Page): Promise<void> {
   await page.waitForFunction(() => (window as unknown as TabWindow).pocketSync !== undefined);
   await page.evaluate(() => {
     const w = window as unknown as TabWindow;
@@ -29,7 +35,6 @@ async function openTab(device: BrowserContext, user: string): Promise<Page> {
       w.titles = rows.map((row) => row.title);
     });
   });
-  return page;
 }
 
 function insert(page: Page, title: string): Promise<unknown> {
@@ -81,6 +86,23 @@ describe.skipIf(!haveBrowser)('several tabs of one profile', () => {
     await insert(leader, 'after the follower left');
     await seesAll(leader, ['after the follower left']);
     expect(await leader.evaluate(() => (window as unknown as TabWindow).titles)).toEqual(['after the follower left']);
+  });
+
+  it('hands over when the leader closes its instance, and a reloaded leader comes back as a follower', async () => {
+    const device = await newDevice();
+    const first = await openTab(device, 'tabs-lou');
+    const second = await openTab(device, 'tabs-lou');
+    await insert(first, 'before');
+    await first.evaluate(() => (window as unknown as TabWindow).pocketSync.close());
+    // close() lets go of the database before the lock, so the second tab opens it at once.
+    await insert(second, 'after close');
+    await seesAll(second, ['before', 'after close']);
+
+    await first.reload();
+    await watchTitles(first);
+    await seesAll(first, ['before', 'after close']);
+    await insert(first, 'from the reloaded tab');
+    await seesAll(second, ['from the reloaded tab']);
   });
 
   it('hands over to another tab when the leader closes mid-stream: no write lost or doubled, and sync goes on', async () => {
