@@ -20,7 +20,8 @@ import { SyncLoop } from './sync/sync-loop.js';
 
 let sqlite3: Promise<Sqlite3Static> | null = null;
 
-function loadSqlite(): Promise<Sqlite3Static> {
+/** Loads SQLite-WASM once per worker; the worker entry starts it early (see worker.ts). */
+export function loadSqlite(): Promise<Sqlite3Static> {
   sqlite3 ??= init();
   return sqlite3;
 }
