@@ -258,6 +258,7 @@ class TabSession {
   async #join(): Promise<Result<OpenResult>> {
     for (;;) {
       if (this.#ready) return this.#ready;
+      if (this.#closed) return closed('PocketSync was closed');
       const leader = this.#leader ?? (await this.#nextLeader(null));
       if (leader === this.#id) continue;
       const outcome = await this.#request(leader, 'join', [this.#options.schema?.version ?? 0]);
