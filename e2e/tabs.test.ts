@@ -17,9 +17,13 @@ interface TabWindow extends Window {
   writes: { resolved: string[]; closed: string[]; other: string[]; stop: boolean; done: boolean };
 }
 
+/** WebSockets each page opened, its worker's included (sync runs in the leader's worker only). */
+const sockets = new Map<Page, number>();
+
 /** Opens the demo as `user` in `device`, watching its todos' titles. */
 async function openTab(device: BrowserContext, user: string): Promise<Page> {
   const page = await device.newPage();
+  page.on('websocket', () => sockets.set(page, (sockets.get(page) ?? 0) + 1));
   await page.goto(`${demoUrl}?user=${user}`);
   await watchTitles(page);
   return page;
@@ -75,6 +79,8 @@ describe.skipIf(!haveBrowser)('several tabs of one profile', () => {
     const ids = await Promise.all(tabs.map((tab) => tab.evaluate(() => (window as unknown as TabWindow).pocketSync.deviceId)));
     expect(new Set(ids).size).toBe(1);
     for (const tab of tabs) await tab.waitForFunction(() => (window as unknown as TabWindow).pocketSync.sync.status.state === 'live');
+    // One socket for the profile, in the first tab's worker.
+    expect(tabs.map((tab) => sockets.get(tab) ?? 0)).toEqual([1, 0, 0]);
     expect(errors.flat()).toEqual([]);
   });
 
@@ -172,6 +178,8 @@ describe.skipIf(!haveBrowser)('several tabs of one profile', () => {
       await tab.waitForFunction(() => (window as unknown as TabWindow).pocketSync.sync.status.state === 'live');
       expect(await tab.evaluate(() => document.body.innerText)).not.toMatch(/NoModificationAllowed/);
     }
+    // The new leader alone connected.
+    expect([writer, third].filter((tab) => sockets.has(tab))).toHaveLength(1);
     expect(errors.flat().filter((e) => /NoModificationAllowed/.test(e))).toEqual([]);
   });
 });
