@@ -26,7 +26,7 @@ import type { Notification, NotificationPort, OpenOptions, OpenResult, SyncStatu
 /** Which argument carries the transaction id, for the methods that take one. */
 const TX_ARGUMENT: Partial<Record<RelayedMethod, number>> = { execute: 2, query: 2, insert: 2, update: 4, delete: 3, commit: 0, rollback: 0 };
 /** Calls that change nothing, so one cut off by a handover is simply sent to the next leader. */
-const REPEATABLE: ReadonlySet<RelayedMethod | 'join'> = new Set(['readTables', 'join']);
+const REPEATABLE: ReadonlySet<RelayedMethod> = new Set(['readTables']);
 /** How often a tab that does not know the leader asks again (a leader may be starting up). */
 const ASK_AGAIN_MS = 250;
 
@@ -126,7 +126,9 @@ class TabSession {
       this.#lead(release, false);
     } else {
       holdLock(this.#leaderLock, { signal: this.#queue.signal }).then(
-        (granted) => granted && this.#lead(granted, true),
+        (granted) => {
+          if (granted) this.#lead(granted, true);
+        },
         () => undefined, // the queue was left at close
       );
     }
