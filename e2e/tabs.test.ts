@@ -79,8 +79,10 @@ describe.skipIf(!haveBrowser)('several tabs of one profile', () => {
     const ids = await Promise.all(tabs.map((tab) => tab.evaluate(() => (window as unknown as TabWindow).pocketSync.deviceId)));
     expect(new Set(ids).size).toBe(1);
     for (const tab of tabs) await tab.waitForFunction(() => (window as unknown as TabWindow).pocketSync.sync.status.state === 'live');
-    // One socket for the profile, in the first tab's worker.
-    expect(tabs.map((tab) => sockets.get(tab) ?? 0)).toEqual([1, 0, 0]);
+    // Sync runs in the first tab's worker only (one socket, unless it had to reconnect).
+    const [leaderSockets, ...followerSockets] = tabs.map((tab) => sockets.get(tab) ?? 0);
+    expect(leaderSockets).toBeGreaterThan(0);
+    expect(followerSockets).toEqual([0, 0]);
     expect(errors.flat()).toEqual([]);
   });
 
