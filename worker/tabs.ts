@@ -12,7 +12,8 @@
  * the lock, announces itself, opens the database and makes every watch re-run.
  *
  * Exactly once. A relayed call is addressed to one leader, and only that leader runs it; it is never
- * sent again unless the addressee answered that it did not run it. A follower learns that its
+ * sent again unless the addressee answered that it did not run it, or it changes nothing (reading a
+ * query's tables, which watches do when they start). A follower learns that its
  * leader is gone from the leader's own tab lock (granted to the follower when that worker ends) or
  * from a new leader's announcement; the calls still waiting for that leader then fail with kind
  * 'closed': each ran once or not at all. A transaction belongs to the leader that began it and to
