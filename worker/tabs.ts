@@ -11,14 +11,14 @@
  * the pool's handles possibly a little later: storage.ts retries), the next tab in the queue takes
  * the lock, announces itself, opens the database and makes every watch re-run.
  *
- * Exactly once. A relayed call is addressed to one leader, and only that leader runs it; it is never
- * sent again unless the addressee answered that it did not run it, or it changes nothing (reading a
- * query's tables, which watches do when they start). A follower learns that its
- * leader is gone from the leader's own tab lock (granted to the follower when that worker ends) or
- * from a new leader's announcement; the calls still waiting for that leader then fail with kind
- * 'closed': each ran once or not at all. A transaction belongs to the leader that began it and to
- * the tab that began it: under another leader its calls fail with kind 'closed', and the leader rolls
- * it back when that tab goes away (it waits on the tab's lock).
+ * Exactly once. A relayed call is addressed to one leader, and only that leader runs it; it is
+ * never sent again unless the addressee answered that it did not run it, or it changes nothing
+ * (reading a query's tables, which watches do when they start). A follower learns that its
+ * leader is gone from the leader's own tab lock (granted to the follower when that worker ends)
+ * or from a new leader's announcement; the calls still waiting for that leader then fail with
+ * kind 'closed': each ran once or not at all. A transaction belongs to the leader that began it
+ * and to the tab that began it: under another leader its calls fail with kind 'closed', and the
+ * leader rolls it back when that tab goes away (it waits on the tab's lock).
  */
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
 import type { JoinResult, RelayedMethod, TabMessage } from '../lib/protocol/tabs.js';
