@@ -42,11 +42,16 @@ export function canShareAcrossTabs(): boolean {
   return typeof navigator !== 'undefined' && navigator.locks !== undefined && typeof BroadcastChannel !== 'undefined';
 }
 
+export interface TabsDeps {
+  /** Prepares a follower to take over (worker-api.ts warmUp); run once it has joined. */
+  readonly warmUp?: (options: OpenOptions) => Promise<void>;
+}
+
 /**
  * The WorkerApi of one tab's worker, sharing the database with the other tabs of the profile.
  * A memory database (asked for explicitly) stays private to its tab, as without this wrapper.
  */
-export function shareAcrossTabs(local: WorkerApi): WorkerApi {
+export function shareAcrossTabs(local: WorkerApi, deps: TabsDeps = {}): WorkerApi {
   let session: TabSession | null = null;
   const relay =
     <M extends RelayedMethod>(method: M) =>
@@ -57,8 +62,12 @@ export function shareAcrossTabs(local: WorkerApi): WorkerApi {
       if (session || options.storage === 'memory' || !canShareAcrossTabs()) return local.open(options, notifications, token);
       const opening = new TabSession(local, options, notifications, token);
       const result = await opening.open();
-      if (result.ok) session = opening;
-      else await opening.close();
+      if (!result.ok) {
+        await opening.close();
+        return result;
+      }
+      session = opening;
+      if (!opening.leads && deps.warmUp) deps.warmUp(options).catch(() => undefined);
       return result;
     },
     close: () => (session ? session.close() : local.close()),
@@ -134,6 +143,11 @@ class TabSession {
       );
     }
     return this.#join();
+  }
+
+  /** True once this tab holds the database. */
+  get leads(): boolean {
+    return this.#ready !== null;
   }
 
   /** A call from this tab's main thread: run here when leading, relayed otherwise. */
