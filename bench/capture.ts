@@ -4,13 +4,11 @@
  * Target: every ratio ≤ 1.5 (cr-sqlite, the nearest peer, pays 2.5–6.6×).
  */
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import init from '@sqlite.org/sqlite-wasm';
-import { build } from 'vite';
 import { CHROMIUM_PATH as CHROMIUM, launchChromium } from '../scripts/chromium.js';
-import { createStaticSite, listen } from '../server/static-site.js';
 import { Engine } from '../worker/engine.js';
 import { CAPTURE_SCHEMA, CAPTURE_TABLES, median, medianRatio, runCaptureWorkload, type CaptureSizes, type CaptureTimings } from './capture-workload.js';
+import { serveBenchPages } from './browser-site.js';
 import { report, type Metric } from './report.js';
 import type { BenchOptions } from './run.js';
 
@@ -25,9 +23,7 @@ async function inNode(sizes: CaptureSizes): Promise<CaptureTimings> {
 }
 
 async function inChromium(sizes: CaptureSizes): Promise<CaptureTimings> {
-  const root = fileURLToPath(new URL('./browser/', import.meta.url));
-  await build({ configFile: fileURLToPath(new URL('./browser/vite.config.ts', import.meta.url)), root });
-  const site = await listen(createStaticSite(`${root}dist`));
+  const site = await serveBenchPages();
   const browser = await launchChromium();
   try {
     const page = await (await browser.newContext()).newPage();

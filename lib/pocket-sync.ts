@@ -1,6 +1,8 @@
 /**
  * PocketSync on the main thread: starts the database worker, opens the database through it, and
- * hands out the `database` API. The worker holds SQLite; this side holds no data.
+ * hands out the `database` API. The worker holds SQLite; this side holds no data. With several tabs
+ * of one profile, one tab's worker holds the database and the others' workers relay to it
+ * (worker/tabs.ts); this side is the same in every tab.
  */
 import { proxy, transfer, wrap, type Endpoint } from 'comlink';
 import { Database } from './database.js';

@@ -9,6 +9,7 @@
  * makes it run once more afterwards.
  */
 import type { PocketSyncError } from './errors.js';
+import { ErrorKind } from './protocol/error-kind.js';
 import type { Params, Row } from './protocol/worker-api.js';
 import type { WorkerClient } from './worker-client.js';
 
@@ -86,15 +87,20 @@ export class Watches {
     if (watch.running || watch.closed) return;
     watch.running = true;
     watch.dirty = false;
+    let handedOver = false;
     try {
       const rows = await this.#client.call((api) => api.query(watch.sql, watch.params));
       if (!watch.closed) watch.callback(rows);
     } catch (error) {
-      if (!watch.closed && !this.#client.isClosed) watch.onError(error as PocketSyncError);
+      // 'closed' while this instance is open: the tab holding the database went away mid-query.
+      // The next one announces every table once it has the database, and the watch re-runs then.
+      handedOver = (error as PocketSyncError).kind === ErrorKind.Closed && !this.#client.isClosed;
+      if (!watch.closed && !this.#client.isClosed && !handedOver) watch.onError(error as PocketSyncError);
     } finally {
       watch.running = false;
     }
-    if (watch.dirty && !watch.closed) this.#scheduleFlush();
+    if (handedOver) watch.dirty = true;
+    else if (watch.dirty && !watch.closed) this.#scheduleFlush();
   }
 
   #scheduleFlush(): void {

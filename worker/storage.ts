@@ -3,9 +3,12 @@
  * where the page is cross-origin isolated, then memory where OPFS is missing (private browsing,
  * Node). Memory is reported with a warning: its data is gone at reload.
  *
- * A database that is already open elsewhere (a second tab of the same profile) is not a reason to
- * fall back to memory, which would silently lose that tab's writes: it fails with kind 'storage'.
- * The pool is installed with preserveOnInitFailure, so a failed open never deletes the pool.
+ * A database that is already open elsewhere is not a reason to fall back to memory, which would
+ * silently lose that tab's writes. Tabs take turns through worker/tabs.ts, so a busy pool means the
+ * previous holder is still letting go (a closed or crashed tab's worker releases its access handles
+ * as it terminates, possibly a little after its lock): the open retries until HANDOVER_DEADLINE_MS,
+ * then fails with kind 'storage'. The pool is installed with preserveOnInitFailure, so a failed
+ * open never deletes the pool, and retried with forceReinitIfPreviouslyFailed.
  */
 import type { Database, SAHPoolUtil, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
@@ -39,6 +42,10 @@ const SAHPOOL_PRAGMAS = [
   'PRAGMA cache_size = -16384',
 ].join(';');
 
+/** How long an open waits for another tab's worker to release the pool. */
+const HANDOVER_DEADLINE_MS = 10_000;
+const HANDOVER_RETRY_MS = 20;
+
 let pool: Promise<SAHPoolUtil> | null = null;
 
 function opfsAvailable(): boolean {
@@ -46,11 +53,43 @@ function opfsAvailable(): boolean {
 }
 
 function installPool(sqlite3: Sqlite3Static): Promise<SAHPoolUtil> {
-  pool ??= sqlite3.installOpfsSAHPoolVfs({ name: POOL_NAME, preserveOnInitFailure: true }).catch((error: unknown) => {
+  pool ??= installWhenReleased(sqlite3).catch((error: unknown) => {
     pool = null;
     throw error;
   });
   return pool;
+}
+
+/** Installs (or, after releaseStorage, resumes) the pool, waiting out another holder's release. */
+async function installWhenReleased(sqlite3: Sqlite3Static): Promise<SAHPoolUtil> {
+  const deadline = Date.now() + HANDOVER_DEADLINE_MS;
+  // forceReinitIfPreviouslyFailed retries a failed install instead of returning its cached failure
+  // (the option exists at run time; the bundled type declarations lack it).
+  const options = { name: POOL_NAME, preserveOnInitFailure: true, forceReinitIfPreviouslyFailed: true };
+  for (;;) {
+    try {
+      const util = await sqlite3.installOpfsSAHPoolVfs(options);
+      return util.isPaused() ? await util.unpauseVfs() : util;
+    } catch (error) {
+      if (!isBusy(error) || Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, HANDOVER_RETRY_MS));
+    }
+  }
+}
+
+function isBusy(error: unknown): boolean {
+  const name = error instanceof Error ? error.name : '';
+  return name === 'NoModificationAllowedError' || /NoModificationAllowed|Access Handles cannot be created/.test(String(error));
+}
+
+/**
+ * Lets go of the pool's access handles (its databases must be closed), so that another tab's worker
+ * can open it now rather than when this worker terminates.
+ */
+export async function releaseStorage(): Promise<void> {
+  const util = await pool?.catch(() => null);
+  pool = null;
+  if (util && !util.isPaused()) util.pauseVfs();
 }
 
 export async function openStorage(sqlite3: Sqlite3Static, dbName: string, preferred?: StorageKind): Promise<OpenedStorage> {
@@ -67,9 +106,8 @@ export async function openStorage(sqlite3: Sqlite3Static, dbName: string, prefer
       return { db, storage: 'opfs-sahpool' };
     } catch (error) {
       db?.close();
-      const name = error instanceof Error ? error.name : '';
-      if (name === 'NoModificationAllowedError' || /NoModificationAllowed|Access Handles cannot be created/.test(String(error))) {
-        throw new EngineError(ErrorKind.Storage, `the database is open in another tab or worker of this browser profile (${String(error)})`);
+      if (isBusy(error)) {
+        throw new EngineError(ErrorKind.Storage, `the database is held by another tab or worker of this browser profile, which did not let go within ${HANDOVER_DEADLINE_MS / 1000} s (${String(error)})`);
       }
       // OPFS is there but the pool would not open: falling back to another file (opfs) or to
       // memory would make the user's data seem to vanish, so only an isolated page tries opfs.

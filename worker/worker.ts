@@ -1,5 +1,9 @@
-/** The Web Worker entry: the WorkerApi over Comlink. */
+/** The Web Worker entry: the WorkerApi over Comlink, the database shared with the profile's other tabs. */
 import { expose } from 'comlink';
-import { createWorkerApi } from './worker-api.js';
+import { shareAcrossTabs } from './tabs.js';
+import { createWorkerApi, loadSqlite, warmUp } from './worker-api.js';
 
-expose(createWorkerApi());
+// Compile SQLite while the tab waits for its turn: a follower that takes over then only opens the
+// file (a failure here surfaces again at open).
+loadSqlite().catch(() => undefined);
+expose(shareAcrossTabs(createWorkerApi(), { warmUp }));

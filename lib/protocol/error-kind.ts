@@ -9,7 +9,11 @@ export const ErrorKind = {
   Schema: 'schema',
   /** Persistent storage could not be opened or used. */
   Storage: 'storage',
-  /** The instance was closed, or the worker went away before answering. Safe to retry on a new one. */
+  /**
+   * The instance was closed, or the worker went away before answering: safe to retry on a new one.
+   * Also a call cut off when the tab holding the database went away (worker/tabs.ts): it ran once
+   * or not at all, and is never re-sent.
+   */
   Closed: 'closed',
   /**
    * An argument or message does not have the required shape (unknown table, bad identifier, bad

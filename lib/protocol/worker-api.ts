@@ -83,6 +83,18 @@ export interface SyncStatusMessage {
   readonly status: SyncStatus;
 }
 
+/** Everything the worker posts on the notification port. */
+export type Notification = TablesChangedMessage | SyncStatusMessage | ConflictMessage;
+
+/**
+ * Where the worker posts notifications: the MessagePort the main thread transferred, or, in the
+ * tab that holds the database, a sink that also forwards them to the other tabs.
+ */
+export interface NotificationPort {
+  postMessage(message: Notification): void;
+  close(): void;
+}
+
 export type SyncState = 'offline' | 'connecting' | 'catching-up' | 'live' | 'error';
 
 export interface SyncStatus {
@@ -100,7 +112,7 @@ export type TxId = number;
 
 export interface WorkerApi {
   /** `token` (a Comlink proxy) gives the user's token for each connection when syncUrl is set. */
-  open(options: OpenOptions, notifications: MessagePort, token?: () => Promise<string>): Promise<Result<OpenResult>>;
+  open(options: OpenOptions, notifications: NotificationPort, token?: () => Promise<string>): Promise<Result<OpenResult>>;
   /** Deletes the local database and sync state and opens an empty one (sync stopped): sign-out. */
   reset(): Promise<Result<OpenResult>>;
   syncStart(): Promise<Result<void>>;
@@ -116,5 +128,6 @@ export interface WorkerApi {
   rollback(tx: TxId): Promise<Result<void>>;
   /** The tables a query reads, as SQLite's authorizer reports them when preparing it. */
   readTables(sql: string): Promise<Result<string[]>>;
+  /** Closes the database and lets go of its storage, so that another tab can open it at once. */
   close(): Promise<Result<void>>;
 }
