@@ -115,4 +115,26 @@ describe.skipIf(!haveBrowser)('local engine in Chromium', () => {
     expect(await query(second, 'SELECT count(*) AS n FROM __pocketsync_changes')).toEqual([{ n: 4 }]);
     expect(errors).toEqual([]);
   });
+
+  it('opens two different databases in two tabs of one profile, each in its own storage pool', async () => {
+    const device = await newDevice();
+    const local = await device.newPage();
+    const errors = pageErrors(local);
+    await openDemo(local);
+    await addTodo(local, 'in the local database');
+    const signedIn = await device.newPage();
+    errors.push(...pageErrors(signedIn));
+    await signedIn.goto(`${demoUrl}?user=pool-${Date.now().toString(36)}`);
+    await signedIn.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    await addTodo(signedIn, 'in the signed-in database');
+    expect(await signedIn.locator('#storage').textContent()).toBe('opfs-sahpool (persisted)');
+    // Both keep working, side by side, and keep their own rows.
+    await addTodo(local, 'local again');
+    expect(await listedTitles(local)).toEqual(['in the local database', 'local again']);
+    expect(await listedTitles(signedIn)).toEqual(['in the signed-in database']);
+    await signedIn.reload();
+    await privateList(signedIn).getByRole('listitem').first().waitFor();
+    expect(await listedTitles(signedIn)).toEqual(['in the signed-in database']);
+    expect(errors).toEqual([]);
+  });
 });

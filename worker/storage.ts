@@ -21,7 +21,18 @@ export interface OpenedStorage {
   readonly warning?: string;
 }
 
-const POOL_NAME = 'pocketsync';
+/**
+ * Each database has a pool of its own. A pool's worker holds all of the pool's access handles, so
+ * with one shared pool two tabs with different databases (two signed-in users, say) would shut each
+ * other out. The name keeps the database's name readable and adds a hash, since the name must be a
+ * plain VFS and directory name.
+ */
+export function poolName(dbName: string): string {
+  const path = dbName.replace(/^\//, '');
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < path.length; i++) hash = Math.imul(hash ^ path.charCodeAt(i), 0x01000193) >>> 0;
+  return `pocketsync-${path.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${hash.toString(16).padStart(8, '0')}`;
+}
 const MEMORY_WARNING = 'OPFS is not available here (private browsing or an old browser): data is kept in memory and lost when the page closes.';
 
 /**
@@ -46,26 +57,31 @@ const SAHPOOL_PRAGMAS = [
 const HANDOVER_DEADLINE_MS = 10_000;
 const HANDOVER_RETRY_MS = 20;
 
-let pool: Promise<SAHPoolUtil> | null = null;
+/** This worker's pool (a worker opens one database) and its name. */
+let pool: { readonly name: string; readonly util: Promise<SAHPoolUtil> } | null = null;
 
 function opfsAvailable(): boolean {
   return typeof navigator !== 'undefined' && typeof navigator.storage?.getDirectory === 'function';
 }
 
-function installPool(sqlite3: Sqlite3Static): Promise<SAHPoolUtil> {
-  pool ??= installWhenReleased(sqlite3).catch((error: unknown) => {
-    pool = null;
-    throw error;
-  });
-  return pool;
+function installPool(sqlite3: Sqlite3Static, dbName: string): Promise<SAHPoolUtil> {
+  const name = poolName(dbName);
+  if (pool?.name !== name) {
+    const util = installWhenReleased(sqlite3, name).catch((error: unknown) => {
+      if (pool?.util === util) pool = null;
+      throw error;
+    });
+    pool = { name, util };
+  }
+  return pool.util;
 }
 
 /** Installs (or, after releaseStorage, resumes) the pool, waiting out another holder's release. */
-async function installWhenReleased(sqlite3: Sqlite3Static): Promise<SAHPoolUtil> {
+async function installWhenReleased(sqlite3: Sqlite3Static, name: string): Promise<SAHPoolUtil> {
   const deadline = Date.now() + HANDOVER_DEADLINE_MS;
   // forceReinitIfPreviouslyFailed retries a failed install instead of returning its cached failure
   // (the option exists at run time; the bundled type declarations lack it).
-  const options = { name: POOL_NAME, preserveOnInitFailure: true, forceReinitIfPreviouslyFailed: true };
+  const options = { name, preserveOnInitFailure: true, forceReinitIfPreviouslyFailed: true };
   for (;;) {
     try {
       const util = await sqlite3.installOpfsSAHPoolVfs(options);
@@ -87,7 +103,7 @@ function isBusy(error: unknown): boolean {
  * can open it now rather than when this worker terminates.
  */
 export async function releaseStorage(): Promise<void> {
-  const util = await pool?.catch(() => null);
+  const util = await pool?.util.catch(() => null);
   pool = null;
   if (util && !util.isPaused()) util.pauseVfs();
 }
@@ -100,7 +116,7 @@ export async function openStorage(sqlite3: Sqlite3Static, dbName: string, prefer
   if (preferred === undefined || preferred === 'opfs-sahpool') {
     let db: Database | null = null;
     try {
-      const util = await installPool(sqlite3);
+      const util = await installPool(sqlite3, dbName);
       db = new util.OpfsSAHPoolDb(path);
       db.exec(SAHPOOL_PRAGMAS);
       return { db, storage: 'opfs-sahpool' };
@@ -138,6 +154,6 @@ export async function deleteDatabase(sqlite3: Sqlite3Static, dbName: string, sto
 /** Deletes a database file from the opfs-sahpool (after it was closed); true when it existed. */
 export async function deleteStoredDatabase(sqlite3: Sqlite3Static, dbName: string): Promise<boolean> {
   if (!opfsAvailable()) return false;
-  const util = await installPool(sqlite3);
+  const util = await installPool(sqlite3, dbName);
   return util.unlink(dbName.startsWith('/') ? dbName : `/${dbName}`);
 }
