@@ -7,11 +7,15 @@
  * - One transaction, change capture off, the cursor advanced in the same transaction: a crash
  *   leaves either the whole batch and its cursor, or neither.
  * - Idempotent: a row change at or below the stored cursor was applied already and is skipped, so
- *   a batch delivered twice has the effect of once.
+ *   a batch delivered twice has the effect of once. The cursor is the record of applied remote
+ *   changes (system-tables.ts says why there is no table of them).
  * - A local edit not yet acknowledged keeps its columns against a remote value with an older
  *   clock: the same per-column rule the server applies, so the server's echo of the merged row and
  *   this device agree once the edit is pushed.
  * - Every received clock advances this device's HLC, so later local edits sort after what it saw.
+ *
+ * Acknowledging: acknowledged changes are deleted from the log in the ack's transaction (with the
+ * server's state of rows where they lost), so the log never grows beyond what is still to push.
  */
 import type { ClientChange, RowChange } from '../../lib/protocol/change.js';
 import type { ColumnValue } from '../../lib/protocol/values.js';
@@ -31,9 +35,15 @@ interface PendingRow {
 
 export class Replica {
   readonly #engine: Engine;
+  /** The rowids of the changes the last pending() call returned, by change id. */
+  #sent = new Map<string, number>();
 
   constructor(engine: Engine) {
     this.#engine = engine;
+    // Acknowledged changes kept (as synced = 1) by versions that did not prune the log yet.
+    if (engine.query('SELECT 1 AS x FROM __pocketsync_changes WHERE synced = 1 LIMIT 1').length > 0) {
+      this.#transaction(() => this.#keepCounters(this.#deleteChanges('synced = 1')));
+    }
   }
 
   /** The highest seq applied from the server. */
@@ -47,6 +57,7 @@ export class Replica {
       'SELECT id, change_id, table_name, ps_global_id, operation, payload, clock FROM __pocketsync_changes WHERE synced = 0 ORDER BY id LIMIT ?',
       [limit],
     ) as unknown as PendingRow[];
+    this.#sent = new Map(rows.map((row) => [row.change_id, row.id]));
     return rows.map(toClientChange);
   }
 
@@ -54,50 +65,94 @@ export class Replica {
     return Number(this.#engine.query('SELECT count(*) AS n FROM __pocketsync_changes WHERE synced = 0')[0]?.n ?? 0);
   }
 
-  /** Marks acknowledged changes synced (applied, superseded or duplicate: the server has them). */
-  acknowledge(changeIds: readonly string[]): void {
-    if (changeIds.length === 0) return;
-    this.#engine.execute(
-      `UPDATE __pocketsync_changes SET synced = 1 WHERE change_id IN (SELECT value FROM json_each(?))`,
-      [JSON.stringify(changeIds)],
-    );
+  /**
+   * An acknowledgement, in one transaction: the acknowledged changes (applied, superseded or
+   * duplicate: the server has them) leave the change log, and `settled`, the server's state of
+   * rows where this device's writes lost, is applied. Those rows come whatever the cursor (no new
+   * seq carries them), with capture off; newer unacknowledged edits still keep their columns.
+   */
+  acknowledge(changeIds: readonly string[], settled: readonly RowChange[] = []): void {
+    if (changeIds.length === 0 && settled.length === 0) return;
+    this.#transaction(() => {
+      this.#prune(changeIds);
+      if (settled.length > 0) this.#applyRows(settled);
+    });
   }
 
   /** Applies a batch of remote row changes and moves the cursor to `cursor`, atomically. */
   apply(changes: readonly RowChange[], cursor: number): void {
     const applied = this.cursor;
-    this.#applyBatch(
-      changes.filter((change) => change.seq > applied),
-      cursor > applied ? cursor : null,
-    );
+    const fresh = changes.filter((change) => change.seq > applied);
+    if (fresh.length === 0 && cursor <= applied) return; // redelivered: nothing new
+    this.#transaction(() => {
+      this.#applyRows(fresh);
+      if (cursor > applied) {
+        this.#engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
+      }
+    });
   }
 
-  /**
-   * After an ack: the server's state of rows where this device's writes lost. Applied whatever the
-   * cursor (no new seq carries them), with capture off; newer unacknowledged edits still keep
-   * their columns.
-   */
-  settle(changes: readonly RowChange[]): void {
-    if (changes.length > 0) this.#applyBatch(changes, null);
-  }
-
-  /** One transaction, capture off; what the batch needs from the database is read once, not per row. */
-  #applyBatch(changes: readonly RowChange[], cursor: number | null): void {
+  #transaction(work: () => void): void {
     const engine = this.#engine;
     engine.begin();
     try {
-      const batch: Batch = { synced: new Set(engine.syncedTables), shapes: new Map(), pending: this.#pendingClocks() };
-      engine.applyWithoutCapture(() => {
-        for (const change of changes) this.#applyOne(change, batch);
-      });
-      if (cursor !== null) {
-        engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
-      }
+      work();
       engine.commit();
     } catch (error) {
       engine.rollback();
       throw error;
     }
+  }
+
+  /**
+   * Deletes acknowledged changes from the log. Nothing reads them once acknowledged but the
+   * engine at open, for the newest clock and the per-table versions; those are kept in the device
+   * state and __pocketsync_version first. Changes from the last pending() call go by rowid; any
+   * other id (rare: an ack for a push of an earlier call) by change_id.
+   */
+  #prune(changeIds: readonly string[]): void {
+    if (changeIds.length === 0) return;
+    const rowids: number[] = [];
+    const others: string[] = [];
+    for (const id of changeIds) {
+      const rowid = this.#sent.get(id);
+      if (rowid === undefined) others.push(id);
+      else rowids.push(rowid);
+    }
+    this.#keepCounters([
+      ...(rowids.length > 0 ? this.#deleteChanges('id IN (SELECT value FROM json_each(?))', [JSON.stringify(rowids)]) : []),
+      ...(others.length > 0 ? this.#deleteChanges('change_id IN (SELECT value FROM json_each(?))', [JSON.stringify(others)]) : []),
+    ]);
+  }
+
+  /** Deletes the changes matching `where`; returns the table, version and clock each carried. */
+  #deleteChanges(where: string, params?: SqlValue[]): RemovedChange[] {
+    return this.#engine.query(`DELETE FROM __pocketsync_changes WHERE ${where} RETURNING table_name, version, clock`, params) as unknown as RemovedChange[];
+  }
+
+  /** Keeps the newest clock and each table's version that the removed changes carried. */
+  #keepCounters(removed: readonly RemovedChange[]): void {
+    if (removed.length === 0) return;
+    const versions = new Map<string, number>();
+    let newest = '';
+    for (const change of removed) {
+      versions.set(change.table_name, Math.max(versions.get(change.table_name) ?? 0, Number(change.version)));
+      if (change.clock > newest) newest = change.clock;
+    }
+    for (const [table, version] of versions) {
+      this.#engine.execute('UPDATE __pocketsync_version SET version = ? WHERE table_name = ? AND version < ?', [version, table, version]);
+    }
+    this.#engine.execute('UPDATE __pocketsync_device_state SET last_clock = ? WHERE id = 1 AND (last_clock IS NULL OR last_clock < ?)', [newest, newest]);
+  }
+
+  /** Applies row changes, capture off; what the batch needs from the database is read once, not per row. */
+  #applyRows(changes: readonly RowChange[]): void {
+    if (changes.length === 0) return;
+    const engine = this.#engine;
+    const batch: Batch = { synced: new Set(engine.syncedTables), shapes: new Map(), pending: this.#pendingClocks() };
+    engine.applyWithoutCapture(() => {
+      for (const change of changes) this.#applyOne(change, batch);
+    });
   }
 
   #applyOne(change: RowChange, batch: Batch): void {
@@ -157,6 +212,12 @@ export class Replica {
     }
     return byRow;
   }
+}
+
+interface RemovedChange {
+  table_name: string;
+  version: number;
+  clock: string;
 }
 
 interface TableShape {

@@ -153,8 +153,7 @@ export class SyncLoop {
         return;
       }
       case 'ack': {
-        this.#replica.acknowledge(message.results.map((r) => r.id));
-        this.#replica.settle(message.rows ?? []);
+        this.#replica.acknowledge(message.results.map((r) => r.id), message.rows ?? []);
         for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
         this.#inFlight = false;
         this.#update({ pending: this.#replica.pendingCount(), lastSyncedAt: Date.now() });
