@@ -33,6 +33,22 @@ interface PendingRow {
   clock: string;
 }
 
+/**
+ * The oldest `?` unacknowledged changes as wire changes (one JSON array) and their rowids: an
+ * insert carries its whole row, an update the columns it changed, a delete no values.
+ */
+const PENDING_SQL = `
+SELECT json_group_array(id ORDER BY id) AS rowids, json_group_array(json(change) ORDER BY id) AS changes FROM (
+  SELECT id, CASE operation
+    WHEN 'delete' THEN json_object('id', change_id, 'table', table_name, 'row', ps_global_id, 'op', operation, 'clock', clock)
+    ELSE json_object('id', change_id, 'table', table_name, 'row', ps_global_id, 'op', operation, 'clock', clock, 'values',
+      CASE WHEN operation = 'update' AND payload -> '$.changed' IS NOT NULL
+        THEN json((SELECT json_group_object(r.key, CASE WHEN r.type = 'object' THEN json(r.value) ELSE r.value END)
+                   FROM json_each(payload, '$.row') AS r WHERE r.key IN (SELECT value FROM json_each(payload, '$.changed'))))
+        ELSE json(payload -> '$.row') END)
+    END AS change
+  FROM __pocketsync_changes WHERE synced = 0 ORDER BY id LIMIT ?)`;
+
 export class Replica {
   readonly #engine: Engine;
   /** The rowids of the changes the last pending() call returned, by change id. */
@@ -42,7 +58,7 @@ export class Replica {
     this.#engine = engine;
     // Acknowledged changes kept (as synced = 1) by versions that did not prune the log yet.
     if (engine.query('SELECT 1 AS x FROM __pocketsync_changes WHERE synced = 1 LIMIT 1').length > 0) {
-      this.#transaction(() => this.#keepCounters(this.#deleteChanges('synced = 1')));
+      this.#transaction(() => this.#removeChanges('synced = 1'));
     }
   }
 
@@ -51,14 +67,17 @@ export class Replica {
     return Number(this.#engine.query('SELECT server_cursor AS c FROM __pocketsync_device_state WHERE id = 1')[0]?.c ?? 0);
   }
 
-  /** Local changes not yet acknowledged, oldest first, as they go on the wire. */
+  /**
+   * Local changes not yet acknowledged, oldest first, as they go on the wire. SQLite builds the
+   * wire JSON of the whole batch (PENDING_SQL): reading it row by row and column by column out of
+   * WebAssembly cost more than everything else in a push.
+   */
   pending(limit: number): ClientChange[] {
-    const rows = this.#engine.query(
-      'SELECT id, change_id, table_name, ps_global_id, operation, payload, clock FROM __pocketsync_changes WHERE synced = 0 ORDER BY id LIMIT ?',
-      [limit],
-    ) as unknown as PendingRow[];
-    this.#sent = new Map(rows.map((row) => [row.change_id, row.id]));
-    return rows.map(toClientChange);
+    const [batch] = this.#engine.query(PENDING_SQL, [limit]);
+    const rowids = JSON.parse(String(batch?.rowids ?? '[]')) as number[];
+    const changes = JSON.parse(String(batch?.changes ?? '[]')) as ClientChange[];
+    this.#sent = new Map(changes.map((change, i) => [change.id, rowids[i] as number]));
+    return changes;
   }
 
   pendingCount(): number {
@@ -119,30 +138,29 @@ export class Replica {
       if (rowid === undefined) others.push(id);
       else rowids.push(rowid);
     }
-    this.#keepCounters([
-      ...(rowids.length > 0 ? this.#deleteChanges('id IN (SELECT value FROM json_each(?))', [JSON.stringify(rowids)]) : []),
-      ...(others.length > 0 ? this.#deleteChanges('change_id IN (SELECT value FROM json_each(?))', [JSON.stringify(others)]) : []),
-    ]);
+    if (rowids.length > 0) this.#removeChanges('id IN (SELECT value FROM json_each(?1))', [JSON.stringify(rowids)]);
+    if (others.length > 0) this.#removeChanges('change_id IN (SELECT value FROM json_each(?1))', [JSON.stringify(others)]);
   }
 
-  /** Deletes the changes matching `where`; returns the table, version and clock each carried. */
-  #deleteChanges(where: string, params?: SqlValue[]): RemovedChange[] {
-    return this.#engine.query(`DELETE FROM __pocketsync_changes WHERE ${where} RETURNING table_name, version, clock`, params) as unknown as RemovedChange[];
-  }
-
-  /** Keeps the newest clock and each table's version that the removed changes carried. */
-  #keepCounters(removed: readonly RemovedChange[]): void {
-    if (removed.length === 0) return;
-    const versions = new Map<string, number>();
-    let newest = '';
-    for (const change of removed) {
-      versions.set(change.table_name, Math.max(versions.get(change.table_name) ?? 0, Number(change.version)));
-      if (change.clock > newest) newest = change.clock;
-    }
-    for (const [table, version] of versions) {
-      this.#engine.execute('UPDATE __pocketsync_version SET version = ? WHERE table_name = ? AND version < ?', [version, table, version]);
-    }
-    this.#engine.execute('UPDATE __pocketsync_device_state SET last_clock = ? WHERE id = 1 AND (last_clock IS NULL OR last_clock < ?)', [newest, newest]);
+  /**
+   * Deletes the changes matching `where` (which may use ?1), after keeping the newest clock and each
+   * table's version they carried. Three statements, so that no row crosses into JavaScript.
+   */
+  #removeChanges(where: string, params: SqlValue[] = []): void {
+    const engine = this.#engine;
+    engine.execute(
+      `UPDATE __pocketsync_version SET version = removed.v
+       FROM (SELECT table_name AS t, max(version) AS v FROM __pocketsync_changes WHERE ${where} GROUP BY table_name) AS removed
+       WHERE table_name = removed.t AND version < removed.v`,
+      params,
+    );
+    engine.execute(
+      `UPDATE __pocketsync_device_state SET last_clock = removed.c
+       FROM (SELECT max(clock) AS c FROM __pocketsync_changes WHERE ${where}) AS removed
+       WHERE id = 1 AND removed.c IS NOT NULL AND (last_clock IS NULL OR last_clock < removed.c)`,
+      params,
+    );
+    engine.execute(`DELETE FROM __pocketsync_changes WHERE ${where}`, params);
   }
 
   /** Applies row changes, capture off; what the batch needs from the database is read once, not per row. */
@@ -212,12 +230,6 @@ export class Replica {
     }
     return byRow;
   }
-}
-
-interface RemovedChange {
-  table_name: string;
-  version: number;
-  clock: string;
 }
 
 interface TableShape {
