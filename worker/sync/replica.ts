@@ -168,42 +168,46 @@ export class Replica {
     if (changes.length === 0) return;
     const engine = this.#engine;
     const batch: Batch = { synced: new Set(engine.syncedTables), shapes: new Map(), pending: this.#pendingClocks() };
+    let newest = '';
     engine.applyWithoutCapture(() => {
-      for (const change of changes) this.#applyOne(change, batch);
+      for (const change of changes) {
+        const clock = newestOf(change);
+        if (clock > newest) newest = clock;
+        this.#applyOne(change, batch);
+      }
     });
+    // Advancing past the newest clock of the batch is advancing past each of them.
+    if (newest !== '') engine.clock.receive(newest);
   }
 
   #applyOne(change: RowChange, batch: Batch): void {
     const engine = this.#engine;
     if (!batch.synced.has(change.table)) return; // a table this app version does not have
-    const t = quoteIdentifier(change.table);
-    for (const clock of Object.values(change.clocks ?? {})) engine.clock.receive(clock);
-    if (change.deleteClock) engine.clock.receive(change.deleteClock);
     const local = batch.pending.get(rowKey(change.table, change.row));
     if (change.deleted) {
       // A newer unacknowledged local write keeps the row; the server will decide with it.
       if (local !== undefined && local.newest > newestOf(change)) return;
-      engine.execute(`DELETE FROM ${t} WHERE ps_global_id = ?`, [change.row]);
+      engine.execute(`DELETE FROM ${quoteIdentifier(change.table)} WHERE ps_global_id = ?`, [change.row]);
       return;
     }
     let shape = batch.shapes.get(change.table);
     if (!shape) batch.shapes.set(change.table, (shape = this.#tableShape(change.table)));
-    const values: Record<string, SqlValue> = {};
+    // A new row gets every column the server sent; an existing one only those that no newer
+    // unacknowledged local edit holds.
+    const columns: string[] = [];
+    const params: SqlValue[] = [];
+    const replaced: string[] = [];
     for (const [column, value] of Object.entries(change.values ?? {})) {
       // An INTEGER PRIMARY KEY is this device's rowid: two devices assign the same numbers offline,
       // so it never crosses over; rows are matched by ps_global_id.
       if (!shape.columns.has(column) || column === 'ps_global_id' || column === shape.localKey) continue;
+      columns.push(column);
+      params.push(fromWire(value));
       const localClock = local?.columns.get(column);
-      const remoteClock = change.clocks?.[column] ?? '';
-      if (localClock !== undefined && localClock > remoteClock) continue;
-      values[column] = fromWire(value);
+      if (localClock === undefined || localClock <= (change.clocks?.[column] ?? '')) replaced.push(column);
     }
-    const exists = engine.query(`SELECT 1 AS x FROM ${t} WHERE ps_global_id = ?`, [change.row]).length > 0;
-    if (exists) {
-      if (Object.keys(values).length > 0) engine.update(change.table, values, { ps_global_id: change.row });
-    } else {
-      engine.insert(change.table, { ...values, ps_global_id: change.row });
-    }
+    params.push(change.row);
+    engine.execute(upsertSql(change.table, columns, replaced, shape), params);
   }
 
   /** A table's columns, and its INTEGER PRIMARY KEY (the rowid alias), if it has one. */
@@ -212,7 +216,7 @@ export class Replica {
     const keys = info.filter((c) => Number(c.pk) > 0);
     const [key] = keys;
     const localKey = keys.length === 1 && key && String(key.type).toUpperCase() === 'INTEGER' ? String(key.name) : null;
-    return { columns: new Set(info.map((c) => String(c.name))), localKey };
+    return { columns: new Set(info.map((c) => String(c.name))), localKey, upserts: new Map() };
   }
 
   /** The clocks of unacknowledged local writes, per row: per column, and the newest overall. */
@@ -235,6 +239,26 @@ export class Replica {
 interface TableShape {
   readonly columns: ReadonlySet<string>;
   readonly localKey: string | null;
+  /** upsertSql() by its column lists. */
+  readonly upserts: Map<string, string>;
+}
+
+/**
+ * One statement that inserts a remote row with `columns`, or sets `replaced` on the local row with
+ * the same ps_global_id (its unique index is the conflict target): half the statements of a lookup
+ * followed by an insert or an update.
+ */
+function upsertSql(table: string, columns: readonly string[], replaced: readonly string[], shape: TableShape): string {
+  const key = `${columns.join('\u0000')}\u0001${replaced.join('\u0000')}`;
+  let sql = shape.upserts.get(key);
+  if (sql === undefined) {
+    const names = [...columns, 'ps_global_id'].map(quoteIdentifier);
+    const set = replaced.map((column) => `${quoteIdentifier(column)} = excluded.${quoteIdentifier(column)}`).join(', ');
+    sql = `INSERT INTO ${quoteIdentifier(table)} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})
+           ON CONFLICT (ps_global_id) DO ${set === '' ? 'NOTHING' : `UPDATE SET ${set}`}`;
+    shape.upserts.set(key, sql);
+  }
+  return sql;
 }
 
 interface PendingClocks {
