@@ -54,13 +54,16 @@ const TIMEOUT_MS = 120_000;
 let dbCounter = 0;
 let userCounter = 0;
 
-/** A WebSocket for B's worker that keeps every frame it receives, to count what the server sent. */
+/**
+ * A WebSocket for B's worker that keeps the frames it receives while `frames` is set (during a
+ * catch-up), to count the rows the server sent.
+ */
 class RecordingWebSocket extends WebSocket {
-  static frames: string[] = [];
+  static frames: string[] | null = null;
   constructor(...args: ConstructorParameters<typeof WebSocket>) {
     super(...args);
     this.on('message', (data, isBinary) => {
-      if (!isBinary) RecordingWebSocket.frames.push((data as Buffer).toString('utf8'));
+      if (!isBinary) RecordingWebSocket.frames?.push((data as Buffer).toString('utf8'));
     });
   }
 }
@@ -224,12 +227,14 @@ async function catchUp(server: RunningServer, project: Project, sizes: Sizes): P
       await a.database.execute('UPDATE todos SET done = done + 1, title = title || ?', [`.${round}`]);
     }
     await until(a, (s) => s.pending === 0 && s.state === 'live');
-    RecordingWebSocket.frames = [];
+    const frames: string[] = [];
+    RecordingWebSocket.frames = frames;
     const start = performance.now();
     await b.sync.start();
     await until(b, (s) => s.state === 'live');
     const ms = performance.now() - start;
-    const rowsSent = RecordingWebSocket.frames.reduce((sum, frame) => sum + rowsIn(frame), 0);
+    RecordingWebSocket.frames = null;
+    const rowsSent = frames.reduce((sum, frame) => sum + rowsIn(frame), 0);
     await checkConverged(a, b);
     return { ms, rowsSent };
   } finally {
