@@ -104,7 +104,9 @@ export class SyncLoop {
    * on every write, is refreshed once per burst, `pushDelayMs` (5 ms) after its first write.
    */
   localWrite(): void {
-    this.#push();
+    // Right after the caller's work, not inside it: the app's committed write must not report a
+    // failure of the push.
+    queueMicrotask(() => this.#push());
     if (this.#pushTimer !== null) return;
     this.#pushTimer = setTimeout(() => {
       this.#pushTimer = null;
