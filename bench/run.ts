@@ -10,6 +10,7 @@ export interface BenchOptions {
 const benchmarks: Record<string, () => Promise<{ run: (options: BenchOptions) => Promise<void> }>> = {
   capture: () => import('./capture.js'),
   server: () => import('./server.js'),
+  sync: () => import('./sync.js'),
   tabs: () => import('./tabs.js'),
 };
 

@@ -229,7 +229,6 @@ describe('schema and migrations', () => {
     expect(tables.map((t) => t.name)).toEqual([
       '__pocketsync_changes',
       '__pocketsync_device_state',
-      '__pocketsync_processed_changes',
       '__pocketsync_version',
     ]);
     expect(engine.query('SELECT device_id FROM __pocketsync_device_state')).toEqual([{ device_id: 'device-a' }]);

@@ -8,9 +8,9 @@ import type { Ack } from '../lib/protocol/down.js';
 import { mintUserToken } from '../server/auth.js';
 import { createServer, type RunningServer } from '../server/server.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
-import type { Engine } from '../worker/engine.js';
+import { Engine } from '../worker/engine.js';
 import { Replica } from '../worker/sync/replica.js';
-import { openEngine, todoSchema } from './helpers/engine.js';
+import { loadSqlite, openEngine, todoSchema } from './helpers/engine.js';
 
 let server: RunningServer;
 let token: string;
@@ -131,14 +131,48 @@ describe('replica', () => {
     expect(b.rows()).toEqual([]);
   });
 
-  it('applies a batch delivered twice once', async () => {
+  it('applies a batch delivered twice once: redelivered later, it does not undo what came after it', async () => {
     const [a, b] = await devices();
-    a.engine.insert('todos', { title: 'once' });
+    const gid = a.engine.insert('todos', { title: 'first' });
     await a.push();
-    const [batch] = await b.pull();
-    b.replica.apply(batch!.changes, batch!.cursor);
-    expect(b.rows()).toHaveLength(1);
-    expect(b.replica.cursor).toBe(1);
+    const [old] = await b.pull();
+    b.replica.apply(old!.changes, old!.cursor);
+    expect(b.rows()).toEqual(a.rows());
+    a.engine.update('todos', { title: 'second' }, { ps_global_id: gid });
+    await a.push();
+    await b.pull();
+    b.replica.apply(old!.changes, old!.cursor); // the first frame, delivered again
+    expect(b.rows()).toEqual([{ ps_global_id: gid, title: 'second', done: 0 }]);
+    expect(b.replica.cursor).toBe(2);
+  });
+
+  it('removes acknowledged changes from the log, keeping the clock and versions for the next open', async () => {
+    const sqlite3 = await loadSqlite();
+    const db = new sqlite3.oo1.DB(':memory:');
+    const now = Date.now();
+    const engine = Engine.open(sqlite3, db, { deviceId: 'device-a', schema: todoSchema, time: () => now });
+    const a = new Device(engine, 'device-a');
+    for (let i = 0; i < 1000; i++) engine.insert('todos', { title: `todo ${i}` });
+    const newest = String(engine.query('SELECT max(clock) AS c FROM __pocketsync_changes')[0]?.c);
+    await a.push();
+    expect(engine.query('SELECT count(*) AS n FROM __pocketsync_changes')).toEqual([{ n: 0 }]);
+    // Reopened with a wall clock far behind: stamps and versions still continue past the pruned ones.
+    const reopened = Engine.open(sqlite3, db, { deviceId: 'device-a', schema: todoSchema, time: () => 1_000 });
+    reopened.insert('todos', { title: 'after' });
+    const [next] = reopened.query('SELECT version, clock FROM __pocketsync_changes');
+    expect(next!.version).toBe(1001);
+    expect(String(next!.clock) > newest).toBe(true);
+    reopened.close();
+  });
+
+  it('removes changes an older version kept as synced when it starts', async () => {
+    const engine = await openEngine({ schema: todoSchema });
+    engine.insert('todos', { title: 'acknowledged long ago' });
+    engine.insert('todos', { title: 'not yet' });
+    engine.execute('UPDATE __pocketsync_changes SET synced = 1 WHERE id = (SELECT min(id) FROM __pocketsync_changes)');
+    const replica = new Replica(engine);
+    expect(replica.pending(10).map((c) => c.values?.title)).toEqual(['not yet']);
+    expect(engine.query('SELECT count(*) AS n FROM __pocketsync_changes')).toEqual([{ n: 1 }]);
   });
 
   it('settles a row where its write lost under server-wins, though no new seq will bring it', async () => {
@@ -161,8 +195,7 @@ describe('replica', () => {
     expect(out.results).toMatchObject([{ outcome: 'superseded' }]);
     await sync(b, b.replica.cursor); // a's change arrives first: b's unacknowledged, newer edit keeps its value
     expect(b.rows()[0]!.title).toBe('from b, later');
-    b.replica.acknowledge(out.results.map((r) => r.id));
-    b.replica.settle(out.settled); // the ack's rows bring the server's decision
+    b.replica.acknowledge(out.results.map((r) => r.id), out.settled); // the ack's rows bring the server's decision
     expect(b.rows()).toEqual(a.rows());
     expect(b.rows()[0]!.title).toBe('from a');
   });

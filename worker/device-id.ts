@@ -4,7 +4,7 @@
  * database file being deleted, in IndexedDB (through idb-keyval) where IndexedDB exists.
  */
 import { del, get, set } from 'idb-keyval';
-import { newGlobalId } from './engine.js';
+import { randomHex } from './engine.js';
 
 const key = (dbName: string) => `pocketsync:device-id:${dbName}`;
 const hasIndexedDb = () => typeof indexedDB !== 'undefined';
@@ -19,7 +19,7 @@ export async function rememberedDeviceId(dbName: string): Promise<string> {
       // IndexedDB can be unusable (some private modes); the database's own copy still holds.
     }
   }
-  return newGlobalId().slice(0, 16);
+  return randomHex(8);
 }
 
 export async function rememberDeviceId(dbName: string, deviceId: string): Promise<void> {

@@ -4,7 +4,10 @@
  * - __pocketsync_changes: the local change log. One row per captured insert/update/delete, in
  *   capture order (`id`), with a globally unique `change_id`, the row's `ps_global_id`, the payload
  *   (JSON: `{ row, changed }` for insert/update, `{ old }` for delete), the HLC stamp, the table's
- *   version after the change, and whether the server has acknowledged it.
+ *   version after the change. An acknowledged change is deleted in the ack's transaction
+ *   (replica.ts), so the log holds exactly the changes still to push and its rowid order is the
+ *   push order: no index on `synced` is needed (every row is 0; 1 only in logs of older versions,
+ *   which the replica prunes when it starts).
  *   Only the triggers write it, every column always; it declares no NOT NULL or CHECK constraint
  *   because each one makes every captured write pay for a statement journal (bench/capture.ts).
  * - __pocketsync_version: the per-table version counters as of the last pruning of the change log;
@@ -12,7 +15,13 @@
  *   table also gets a stable `table_id` here, which its triggers pass to ps_version().
  * - __pocketsync_device_state: a single row: this database's device id, the server cursor, the last
  *   sync time and the newest clock this device has issued or seen.
- * - __pocketsync_processed_changes: ids of remote changes already applied, so none applies twice.
+ *
+ * There is no __pocketsync_processed_changes table (the original's record of applied remote
+ * changes): a remote change is known by its server seq, the server delivers a device's scopes in
+ * seq order without gaps, and the cursor (the highest seq applied) moves in the same transaction as
+ * the batch it covers. So "seq ≤ cursor" is the whole record of what was applied, in one integer;
+ * a table of ids would grow with every change and answer the same question. Databases made by
+ * earlier versions lose the unused table at open.
  */
 export const SYSTEM_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS __pocketsync_changes (
@@ -38,8 +47,5 @@ CREATE TABLE IF NOT EXISTS __pocketsync_device_state (
   last_sync_at INTEGER,
   last_clock TEXT
 );
-CREATE TABLE IF NOT EXISTS __pocketsync_processed_changes (
-  change_id TEXT PRIMARY KEY,
-  processed_at INTEGER NOT NULL
-) WITHOUT ROWID;
+DROP TABLE IF EXISTS __pocketsync_processed_changes;
 `;

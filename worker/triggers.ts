@@ -35,7 +35,14 @@ export interface TableInfo {
 }
 
 export const GLOBAL_ID_COLUMN = 'ps_global_id';
-export const NEW_GLOBAL_ID_SQL = 'lower(hex(randomblob(16)))';
+/**
+ * A new globally unique id (for ps_global_id and change_id): the time in milliseconds as 12 hex
+ * digits, then 80 random bits, 32 hex digits in all. The server keys its change log and row state
+ * by these ids; purely random ones put each of a push's rows on a different B-tree page, and its
+ * ingest slowed as the tables grew (5× at 80,000 rows, bench/README.md). 80 random bits per
+ * millisecond still make a collision practically impossible.
+ */
+export const NEW_GLOBAL_ID_SQL = "printf('%012x', CAST(unixepoch('subsec') * 1000 AS INTEGER)) || lower(hex(randomblob(10)))";
 
 const TRIGGER_KINDS = ['insert', 'insert_without_id', 'update', 'delete'] as const;
 

@@ -6,7 +6,7 @@
  * - One push in flight at a time, in change-log order. Nothing is marked synced before its ack. A
  *   push lost with its connection is simply sent again after the reconnect, and the server answers
  *   'duplicate' for whatever it had already committed.
- * - A burst of local writes is coalesced for `pushDelayMs` (5 ms) before a push.
+ * - A local write is pushed at once when no push is out; a burst coalesces behind the one in flight.
  * - An auth failure gets one more try with a fresh token (authToken may be a function). A second
  *   one in a row is state 'error' with kind 'auth', and the socket stays closed: no reconnect storm.
  * - The network (./network.ts) going away is state 'offline': the socket is closed, not left to
@@ -152,10 +152,15 @@ export class SyncLoop {
   }
 
   /**
-   * A local write committed: push it soon. A burst coalesces into one push and one recount of the
-   * pending changes (a count over the change log, too much to pay on every write).
+   * A local write committed: pushed at once when no push is out. A burst coalesces behind the
+   * push in flight (what is written meanwhile goes with the next push, sent on its ack), so no
+   * delay is needed for that; the pending count, a count over the change log and too much to pay
+   * on every write, is refreshed once per burst, `pushDelayMs` (5 ms) after its first write.
    */
   localWrite(): void {
+    // Right after the caller's work, not inside it: the app's committed write must not report a
+    // failure of the push.
+    queueMicrotask(() => this.#push());
     if (this.#pushTimer !== null) return;
     this.#pushTimer = setTimeout(() => {
       this.#pushTimer = null;
@@ -206,8 +211,7 @@ export class SyncLoop {
         return;
       }
       case 'ack': {
-        this.#replica.acknowledge(message.results.map((r) => r.id));
-        this.#replica.settle(message.rows ?? []);
+        this.#replica.acknowledge(message.results.map((r) => r.id), message.rows ?? []);
         for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
         this.#inFlight = false;
         this.#pushRetries = 0;
