@@ -19,11 +19,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expose, releaseProxy, type Remote } from 'comlink';
+import { expose } from 'comlink';
 import WebSocket, { WebSocketServer } from 'ws';
 import { PocketSync } from '../lib/index.js';
 import type { Changes } from '../lib/protocol/down.js';
-import type { WorkerApi } from '../lib/protocol/worker-api.js';
 import type { RowChange } from '../lib/protocol/change.js';
 import { mintUserToken } from '../server/auth.js';
 import { createServer, type RunningServer } from '../server/server.js';
@@ -75,30 +74,14 @@ interface Pair {
 }
 
 /**
- * What closes with an instance on the worker side: its port, and the token function Comlink
- * proxied to it. In a browser, terminating the worker frees both; in Node an open port keeps the
- * process running, so the harness releases them itself.
+ * The worker side's end of each instance's channel. In a browser, terminating the worker closes it;
+ * in Node an open port keeps the process running, so the harness closes it.
  */
-interface WorkerSide {
-  readonly port: MessagePort;
-  token: Remote<() => Promise<string>> | undefined;
-}
-const workerSides = new Map<PocketSync, WorkerSide>();
+const workerPorts = new Map<PocketSync, MessagePort>();
 
 async function instance(server: RunningServer, token: string, WebSocketClass: unknown): Promise<PocketSync> {
   const { port1, port2 } = new MessageChannel();
-  const api = createWorkerApi({ WebSocket: WebSocketClass });
-  const side: WorkerSide = { port: port1, token: undefined };
-  expose(
-    {
-      ...api,
-      open: (options, notifications, proxied) => {
-        side.token = proxied as Remote<() => Promise<string>> | undefined;
-        return api.open(options, notifications, proxied);
-      },
-    } satisfies WorkerApi,
-    port1,
-  );
+  expose(createWorkerApi({ WebSocket: WebSocketClass }), port1);
   const opened = await PocketSync.initialize({
     dbName: `bench-${process.pid}-${++dbCounter}`,
     storage: 'memory',
@@ -108,16 +91,14 @@ async function instance(server: RunningServer, token: string, WebSocketClass: un
     projectId: 'p',
     authToken: token,
   });
-  workerSides.set(opened, side);
+  workerPorts.set(opened, port1);
   return opened;
 }
 
 async function closeInstance(instance: PocketSync): Promise<void> {
   await instance.close();
-  const side = workerSides.get(instance);
-  side?.token?.[releaseProxy]();
-  side?.port.close();
-  workerSides.delete(instance);
+  workerPorts.get(instance)?.close();
+  workerPorts.delete(instance);
 }
 
 /** Two devices of a fresh user (so no repetition sees another's rows), both live. */

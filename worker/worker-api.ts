@@ -9,6 +9,7 @@
  * once the connection is back in autocommit mode, so a transaction notifies once, at commit.
  */
 import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
+import { releaseProxy } from 'comlink';
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
 import type { ConflictMessage, NotificationPort, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
 import { forgetDeviceId, rememberDeviceId, rememberedDeviceId } from './device-id.js';
@@ -65,6 +66,8 @@ export interface WorkerApiDeps {
 export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
   let engine: Engine | null = null;
   let port: NotificationPort | null = null;
+  /** The token function open() was given (a Comlink proxy when it came from a page). */
+  let tokenSource: (() => Promise<string>) | null = null;
   let sync: SyncLoop | null = null;
   /** How the database was opened, for reset(). */
   let opened: { options: OpenOptions; storage: OpenResult['storage'] } | null = null;
@@ -179,6 +182,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         engine = fresh.engine;
         opened = { options, storage: fresh.result.storage };
         port = notifications;
+        tokenSource = token ?? null;
         notify();
         if (options.syncUrl !== undefined && token !== undefined) {
           const statusPort = notifications;
@@ -275,6 +279,9 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         engine = null;
         port?.close();
         port = null;
+        // The token function is the page's, proxied by Comlink: let go of its port too.
+        (tokenSource as Partial<Record<typeof releaseProxy, () => void>> | null)?.[releaseProxy]?.();
+        tokenSource = null;
         if (opened?.storage === 'opfs-sahpool') await releaseStorage();
         return { ok: true, value: undefined };
       } catch (error) {
