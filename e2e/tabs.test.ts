@@ -75,6 +75,12 @@ describe.skipIf(!haveBrowser)('several tabs of one profile', () => {
       }),
     );
     for (const tab of tabs) await seesAll(tab, ['from tab 0', 'from tab 1', 'from tab 2', 'tx a', 'tx b']);
+    // Once each: the rows in the database, and the list each tab's watch shows.
+    const counted = await tabs[1]!.evaluate(() =>
+      (window as unknown as TabWindow).pocketSync.database.query('SELECT title, count(*) AS n FROM todos GROUP BY title ORDER BY title'),
+    );
+    expect(counted).toEqual(['from tab 0', 'from tab 1', 'from tab 2', 'tx a', 'tx b'].map((title) => ({ title, n: 1 })));
+    for (const tab of tabs) expect((await tab.evaluate(() => (window as unknown as TabWindow).titles)).length).toBe(5);
     // One database, one device: every tab reports the leader's device id and its sync status.
     const ids = await Promise.all(tabs.map((tab) => tab.evaluate(() => (window as unknown as TabWindow).pocketSync.deviceId)));
     expect(new Set(ids).size).toBe(1);

@@ -1,6 +1,7 @@
 /** The sync loop: engines on in-memory SQLite-WASM syncing live through a real server's WebSocket. */
 import WebSocket from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LIMITS } from '../lib/protocol/up.js';
 import { mintUserToken } from '../server/auth.js';
 import { createServer, type RunningServer } from '../server/server.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
@@ -8,7 +9,7 @@ import type { Project } from '../server/store/store.js';
 import type { Engine } from '../worker/engine.js';
 import type { Network } from '../worker/sync/network.js';
 import { Replica } from '../worker/sync/replica.js';
-import { SyncLoop, type SyncState } from '../worker/sync/sync-loop.js';
+import { SyncLoop, type SyncLoopOptions, type SyncState } from '../worker/sync/sync-loop.js';
 import { openEngine, todoSchema } from './helpers/engine.js';
 import { waitFor } from './helpers/instance.js';
 
@@ -67,9 +68,11 @@ interface DeviceOptions {
   readonly socket?: unknown;
   /** The device's clock (Date.now by default). */
   readonly time?: () => number;
+  readonly run?: SyncLoopOptions['run'];
+  readonly pushDelayMs?: number;
 }
 
-async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time }: DeviceOptions = {}): Promise<Device> {
+async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time, run, pushDelayMs }: DeviceOptions = {}): Promise<Device> {
   const engine = await openEngine({ schema: todoSchema, deviceId: name, ...(time ? { time } : {}) });
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
@@ -78,6 +81,8 @@ async function device(name: string, token: () => string | Promise<string>, { net
     token,
     WebSocket: socket,
     ...(network ? { network } : {}),
+    ...(run ? { run } : {}),
+    ...(pushDelayMs !== undefined ? { pushDelayMs } : {}),
     onStatus: (status) => {
       if (states.at(-1) !== status.state) states.push(status.state);
     },
@@ -214,5 +219,58 @@ describe('sync loop', () => {
     await waitFor(() => b.loop.status.state === 'live', 5_000, 'B live');
     expect(counting.opened()).toBe(1);
     expect(b.states).toEqual(['offline', 'connecting', 'catching-up', 'live']);
+  });
+
+  it('never pushes from inside an app transaction: a rolled-back write never reaches the server, and no later change is lost', async () => {
+    const token = await mintUserToken(project, 'alice');
+    // The app's transactions, as the worker's call queue sees them: loop work waits for the end.
+    let appTransaction: Promise<void> | null = null;
+    const run = async (work: () => void): Promise<void> => {
+      while (appTransaction) await appTransaction;
+      work();
+    };
+    const a = await device('device-a', () => token, { run, pushDelayMs: 100 });
+    a.loop.start();
+    await waitFor(() => a.loop.status.state === 'live', 5_000, 'live');
+    a.engine.insert('todos', { title: 'committed' });
+    a.loop.localWrite(); // pushed at once; its pending recount is due in 100 ms
+    await waitFor(async () => (await server.store.currentSeq('p')) === 1, 5_000, 'the first write at the server');
+
+    let endTransaction = (): void => undefined;
+    appTransaction = new Promise((resolve) => (endTransaction = resolve));
+    const began = Date.now();
+    a.engine.begin();
+    a.engine.insert('todos', { title: 'rolled back' });
+    // The loop's timer fires while the transaction is open (it is due 100 ms after the first write).
+    await waitFor(() => Date.now() - began > 150, 1_000, 'the timer to be due');
+    a.engine.rollback();
+    appTransaction = null;
+    endTransaction();
+
+    a.engine.insert('todos', { title: 'after' });
+    a.loop.localWrite();
+    await waitFor(() => a.loop.status.pending === 0 && a.engine.query('SELECT count(*) AS n FROM __pocketsync_changes')[0]?.n === 0, 5_000, 'the ack');
+    await waitFor(async () => (await server.store.currentSeq('p')) === 2, 5_000, 'the second write at the server');
+    const pulled = await server.store.pull({ projectId: 'p', scopes: ['user:alice'], cursor: 0, limit: 100 });
+    expect(pulled.changes.map((c) => c.values?.title).sort()).toEqual(['after', 'committed']);
+  });
+
+  it('splits a push that would be over the message limit, and stops with an error naming a change too large to send', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const a = await device('device-a', () => token);
+    a.loop.start();
+    await waitFor(() => a.loop.status.state === 'live', 5_000, 'live');
+    // Three changes of ~400 KB: together over the 1 MiB a message may carry, one by one within it.
+    for (const name of ['x', 'y', 'z']) a.engine.insert('todos', { title: name.repeat(400_000) });
+    a.loop.localWrite();
+    await waitFor(async () => (await server.store.currentSeq('p')) === 3, 10_000, 'all three at the server');
+    await waitFor(() => a.loop.status.pending === 0, 5_000, 'the acks');
+
+    a.engine.insert('todos', { title: 'w'.repeat(LIMITS.maxMessageBytes + 1) });
+    a.loop.localWrite();
+    await waitFor(() => a.loop.status.state === 'error', 5_000, 'state error');
+    expect(a.loop.status.error).toMatchObject({ kind: 'invalid', message: expect.stringMatching(/^change \S+ \(insert of a row of todos\) is over the server's 1048576-byte limit/) });
+    expect(await server.store.currentSeq('p')).toBe(3);
+    expect(a.loop.status.pending).toBe(1);
   });
 });

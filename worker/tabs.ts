@@ -30,6 +30,8 @@ const TX_ARGUMENT: Partial<Record<RelayedMethod, number>> = { execute: 2, query:
 const REPEATABLE: ReadonlySet<RelayedMethod> = new Set(['readTables']);
 /** How often a tab that does not know the leader asks again (a leader may be starting up). */
 const ASK_AGAIN_MS = 250;
+/** How long a tab that took over, but could not open the database, waits before it tries again. */
+const REOPEN_RETRY_MS = 2_000;
 
 const HANDOVER = 'the tab that held the database went away during this call, which ran once or not at all; retry if it did not';
 
@@ -201,7 +203,23 @@ class TabSession {
     this.#releaseLeadership = release;
     this.#setLeader(this.#id);
     this.#post({ type: 'leader', leader: this.#id });
-    this.#ready = this.#openDatabase(takingOver);
+    this.#openUntilOpen(takingOver);
+  }
+
+  /**
+   * A takeover that cannot open (the old worker holding the files past the deadline, say) tries
+   * again every few seconds: this tab keeps the lock, so without a retry every tab's calls would
+   * fail until the tabs reload. Calls meanwhile get the error, which they may retry.
+   */
+  #openUntilOpen(takingOver: boolean): void {
+    const attempt = this.#openDatabase(takingOver);
+    this.#ready = attempt;
+    void attempt.then((result) => {
+      if (result.ok || !takingOver) return;
+      setTimeout(() => {
+        if (!this.#closed && this.#ready === attempt) this.#openUntilOpen(true);
+      }, REOPEN_RETRY_MS);
+    });
   }
 
   async #openDatabase(takingOver: boolean): Promise<Result<OpenResult>> {

@@ -141,13 +141,21 @@ export class Replica {
   #prune(changeIds: readonly string[]): void {
     if (changeIds.length === 0) return;
     const rowids: number[] = [];
+    const sent: string[] = [];
     const others: string[] = [];
     for (const id of changeIds) {
       const rowid = this.#sent.get(id);
       if (rowid === undefined) others.push(id);
-      else rowids.push(rowid);
+      else {
+        rowids.push(rowid);
+        sent.push(id);
+      }
     }
-    if (rowids.length > 0) this.#removeChanges('id IN (SELECT value FROM json_each(?1))', [JSON.stringify(rowids)]);
+    // The change id is checked too: a rowid is only an address, and a rolled-back change's rowid is
+    // handed out again to the next one.
+    if (rowids.length > 0) {
+      this.#removeChanges('id IN (SELECT value FROM json_each(?1)) AND change_id IN (SELECT value FROM json_each(?2))', [JSON.stringify(rowids), JSON.stringify(sent)]);
+    }
     if (others.length > 0) this.#removeChanges('change_id IN (SELECT value FROM json_each(?1))', [JSON.stringify(others)]);
   }
 

@@ -18,7 +18,7 @@
  *   what it had already committed.
  */
 import { WebSocket as ReconnectingWebSocket } from 'partysocket';
-import type { LostWrite } from '../../lib/protocol/change.js';
+import type { ClientChange, LostWrite } from '../../lib/protocol/change.js';
 import type { DownMessage } from '../../lib/protocol/down.js';
 import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../../lib/protocol/protocol-version.js';
@@ -69,6 +69,8 @@ export class SyncLoop {
   #pushTimer: ReturnType<typeof setTimeout> | null = null;
   #authRetried = false;
   #pushRetries = 0;
+  /** Connections opened so far: a hello is for the connection it started on, and no other. */
+  #opens = 0;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #done = 0;
   /** Frames are handled one at a time, in arrival order. */
@@ -119,16 +121,28 @@ export class SyncLoop {
     });
     const current = (): boolean => socket === this.#socket;
     socket.addEventListener('open', () => {
-      if (current()) void this.#hello();
+      this.#opens++;
+      if (current()) void this.#hello(socket);
     });
     socket.addEventListener('message', (event: MessageEvent) => {
-      const run = this.#options.run ?? ((work: () => void) => Promise.resolve(work()));
-      this.#queue = this.#queue.then(() => (current() ? run(() => this.#message(event.data)) : undefined)).catch(() => undefined);
+      this.#inTurn(() => {
+        if (current()) this.#message(event.data);
+      });
     });
     socket.addEventListener('close', (event: CloseEvent) => {
       if (current()) this.#closed(event.code);
     });
     this.#socket = socket;
+  }
+
+  /**
+   * Database work of the loop, after the frames before it and never inside an app transaction
+   * (`run` waits for the app's calls; a push read in the middle of one would send changes that
+   * may yet be rolled back).
+   */
+  #inTurn(work: () => void): void {
+    const run = this.#options.run ?? ((w: () => void) => Promise.resolve(w()));
+    this.#queue = this.#queue.then(() => run(work)).catch(() => undefined);
   }
 
   /** Closes the socket for good (it does not reconnect); a push in flight is sent again later. */
@@ -164,16 +178,31 @@ export class SyncLoop {
     if (this.#pushTimer !== null) return;
     this.#pushTimer = setTimeout(() => {
       this.#pushTimer = null;
-      this.#update({ pending: this.#replica.pendingCount() });
-      this.#push();
+      this.#inTurn(() => {
+        this.#update({ pending: this.#replica.pendingCount() });
+        this.#push();
+      });
     }, this.#options.pushDelayMs ?? 5);
   }
 
-  async #hello(): Promise<void> {
+  /**
+   * Says hello on a socket that just opened. The token may take a while (a fetch): if the socket
+   * was replaced or reopened meanwhile, the hello belongs to the newer connection, which says its
+   * own. A token function that fails is a connection that failed: partysocket tries again.
+   */
+  async #hello(socket: ReconnectingWebSocket): Promise<void> {
     this.#inFlight = false;
     this.#done = 0;
     this.#update({ state: 'catching-up', progress: { done: 0, total: 0 } });
-    const token = await this.#options.token();
+    const opened = this.#opens;
+    let token: string;
+    try {
+      token = await this.#options.token();
+    } catch {
+      if (socket === this.#socket) socket.reconnect();
+      return;
+    }
+    if (socket !== this.#socket || this.#opens !== opened || socket.readyState !== socket.OPEN) return;
     this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: this.#replica.cursor, token });
   }
 
@@ -211,7 +240,15 @@ export class SyncLoop {
         return;
       }
       case 'ack': {
-        this.#replica.acknowledge(message.results.map((r) => r.id), message.rows ?? []);
+        try {
+          this.#replica.acknowledge(message.results.map((r) => r.id), message.rows ?? []);
+        } catch (error) {
+          // Rolled back: the changes stay in the log, and the server answers 'duplicate' when they
+          // are pushed again. Stop, saying why, rather than wait for an ack that has come.
+          this.#disconnect();
+          this.#update({ state: 'error', progress: null, error: toErrorData(error) });
+          return;
+        }
         for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
         this.#inFlight = false;
         this.#pushRetries = 0;
@@ -221,7 +258,9 @@ export class SyncLoop {
       }
       case 'error': {
         if (message.kind === ErrorKind.Auth || message.kind === ErrorKind.Version) this.#refused(message);
-        else this.#pushFailed(message);
+        else if (this.#inFlight) this.#pushFailed(message);
+        // Not about a push (a fault during catch-up, say): start the connection over.
+        else this.#socket?.reconnect();
         return;
       }
     }
@@ -248,10 +287,13 @@ export class SyncLoop {
     if (error.kind === ErrorKind.Internal) {
       this.#update({ error });
       const delay = Math.min(30_000, 500 * 2 ** this.#pushRetries++);
+      this.#clearRetry();
       this.#retryTimer = setTimeout(() => {
         this.#retryTimer = null;
-        this.#inFlight = false;
-        this.#push();
+        this.#inTurn(() => {
+          this.#inFlight = false;
+          this.#push();
+        });
       }, delay);
       return;
     }
@@ -272,12 +314,35 @@ export class SyncLoop {
     this.#update({ state: 'connecting', progress: null });
   }
 
+  /**
+   * Sends the oldest pending changes: as many as a push may carry, and fewer when their frame would
+   * be over the server's size limit (long texts, blobs). A single change too large to send at all
+   * stops sync with an error that names it, rather than a refusal the server would repeat forever.
+   */
   #push(): void {
     if (this.#status.state !== 'live' || this.#inFlight) return;
-    const changes = this.#replica.pending(LIMITS.maxChangesPerPush);
-    if (changes.length === 0) return;
-    this.#inFlight = true;
-    this.#send({ type: 'push', cursor: this.#replica.cursor, changes });
+    let limit: number = LIMITS.maxChangesPerPush;
+    for (;;) {
+      const changes = this.#replica.pending(limit);
+      if (changes.length === 0) return;
+      const frame = JSON.stringify({ type: 'push', cursor: this.#replica.cursor, changes });
+      if (fitsInFrame(frame)) {
+        this.#inFlight = true;
+        this.#socket?.send(frame);
+        return;
+      }
+      if (changes.length === 1) {
+        const [change] = changes as [ClientChange];
+        this.#disconnect();
+        this.#update({
+          state: 'error',
+          progress: null,
+          error: { kind: ErrorKind.Invalid, message: `change ${change.id} (${change.op} of a row of ${change.table}) is over the server's ${LIMITS.maxMessageBytes}-byte limit for a message, so it cannot be synced` },
+        });
+        return;
+      }
+      limit = Math.ceil(changes.length / 2);
+    }
   }
 
   #send(message: unknown): void {
@@ -288,4 +353,10 @@ export class SyncLoop {
     this.#status = { ...this.#status, ...patch };
     this.#options.onStatus?.(this.#status);
   }
+}
+
+/** Whether a frame is within the message limit: a UTF-16 length a third of it needs no counting. */
+function fitsInFrame(frame: string): boolean {
+  if (frame.length * 3 <= LIMITS.maxMessageBytes) return true;
+  return new TextEncoder().encode(frame).length <= LIMITS.maxMessageBytes;
 }
