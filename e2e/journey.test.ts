@@ -158,6 +158,32 @@ describe.skipIf(!haveBrowser)('the demo, as new users meet it', () => {
     expect(await page.getByRole('progressbar', { name: 'Catch-up progress' }).isHidden()).toBe(true);
   });
 
+  it('signs out: the local copy goes, and signing in again brings the todos back from the server', async () => {
+    const user = `dora-${Date.now().toString(36)}`;
+    const { page } = await device(demoUrl);
+    await page.getByRole('textbox', { name: 'Your name' }).fill(user);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await live(page);
+    await add(page, 'Private', 'Kept by the server');
+    await expect.poll(() => page.locator('#pending').textContent(), { timeout: 20_000 }).toBe('0');
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('textbox', { name: 'Your name' }).waitFor();
+    await screenshot(page, 'journey-7-signed-out');
+
+    // Signed in again with the network off, the list is empty: nothing was left in this browser.
+    await page.context().setOffline(true);
+    await page.getByRole('textbox', { name: 'Your name' }).fill(user);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await connection(page).filter({ hasText: /^Offline$/ }).waitFor();
+    expect(await list(page, 'Private').getByText('Nothing here yet.').isVisible()).toBe(true);
+    expect(await list(page, 'Private').getByRole('listitem').count()).toBe(0);
+    // Back online, the server's copy comes back.
+    await page.context().setOffline(false);
+    await todo(page, 'Private', 'Kept by the server').waitFor();
+    await live(page);
+  });
+
   it('is an installable app: a manifest, and a service worker that controls the page', async () => {
     const { page } = await device(`${demoUrl}?local`);
     const manifest = await page.evaluate(async () => {
