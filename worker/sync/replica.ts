@@ -184,7 +184,7 @@ export class Replica {
   #applyRows(changes: readonly RowChange[]): void {
     if (changes.length === 0) return;
     const engine = this.#engine;
-    const batch: Batch = { synced: new Set(engine.syncedTables), shapes: new Map(), pending: this.#pendingClocks() };
+    const batch: Batch = { synced: new Set(engine.syncedTables), shapes: new Map(), pending: this.#pendingClocks(changes) };
     let newest = '';
     engine.applyWithoutCapture(() => {
       for (const change of changes) {
@@ -238,9 +238,13 @@ export class Replica {
   }
 
   /** The clocks of unacknowledged local writes, per row: per column, and the newest overall. */
-  #pendingClocks(): Map<string, PendingClocks> {
+  #pendingClocks(changes: readonly RowChange[]): Map<string, PendingClocks> {
+    // Only the pending changes of the batch's rows: a device back from a long time offline may have
+    // thousands queued, and each batch of its catch-up would otherwise parse every one of them.
     const rows = this.#engine.query(
-      'SELECT id, change_id, table_name, ps_global_id, operation, payload, clock FROM __pocketsync_changes WHERE synced = 0 ORDER BY id',
+      `SELECT id, change_id, table_name, ps_global_id, operation, payload, clock FROM __pocketsync_changes
+       WHERE synced = 0 AND ps_global_id IN (SELECT value FROM json_each(?1)) ORDER BY id`,
+      [JSON.stringify(changes.map((change) => change.row))],
     ) as unknown as PendingRow[];
     const byRow = new Map<string, PendingClocks>();
     for (const pending of rows) {
