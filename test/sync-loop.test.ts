@@ -2,6 +2,7 @@
 import WebSocket from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LIMITS } from '../lib/protocol/up.js';
+import { parseClock } from '../worker/hlc.js';
 import { mintUserToken } from '../server/auth.js';
 import { createServer, type RunningServer } from '../server/server.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
@@ -164,7 +165,8 @@ describe('sync loop', () => {
 
   it('stops with state error and the server\'s reason when a device\'s clock runs hours fast, and stores nothing', async () => {
     const token = await mintUserToken(project, 'alice');
-    const fast = await device('device-fast', () => token, { time: () => Date.now() + 2 * 3_600_000 });
+    let ahead = 2 * 3_600_000;
+    const fast = await device('device-fast', () => token, { time: () => Date.now() + ahead });
     fast.loop.start();
     await waitFor(() => fast.loop.status.state === 'live', 5_000, 'live');
     fast.engine.insert('todos', { title: 'from the future' });
@@ -175,6 +177,18 @@ describe('sync loop', () => {
     // The change stays queued for when the clock is right, and the socket is closed.
     expect(fast.loop.status.pending).toBe(1);
     await waitFor(() => server.hub.connections === 0, 5_000, 'the socket to close');
+
+    // The clock is set right and sync started again: the change is stamped again and goes through,
+    // and later writes are stamped from the right time.
+    ahead = 0;
+    fast.loop.start();
+    await waitFor(() => fast.loop.status.state === 'live' && fast.loop.status.pending === 0, 5_000, 'the write to go through');
+    fast.engine.insert('todos', { title: 'from the present' });
+    fast.loop.localWrite();
+    await waitFor(async () => (await server.store.currentSeq('p')) === 2, 5_000, 'both writes at the server');
+    const pulled = await server.store.pull({ projectId: 'p', scopes: ['user:alice'], cursor: 0, limit: 10 });
+    for (const change of pulled.changes) expect(parseClock(Object.values(change.clocks ?? {})[0]!).wall).toBeLessThanOrEqual(Date.now());
+    expect(pulled.changes.map((c) => c.values?.title).sort()).toEqual(['from the future', 'from the present']);
   });
 
   it('goes offline with the network: closes its socket, keeps writes pending, and pushes them when it returns', async () => {

@@ -71,6 +71,20 @@ export class HybridLogicalClock {
     return this.#wall * COUNTER_SPAN + this.#counter;
   }
 
+  /** The physical clock this HLC reads (Date.now unless a test gave another). */
+  physical(): number {
+    return this.#time();
+  }
+
+  /**
+   * Forgets every stamp issued or seen, so the next one comes from the physical clock. Only for
+   * stamps that never left this device: see Replica.restampIfAhead.
+   */
+  restart(): void {
+    this.#wall = 0;
+    this.#counter = 0;
+  }
+
   /** Advance past a stamp seen elsewhere (a remote change, or the newest stamp stored locally). */
   receive(clock: string): void {
     const { wall, counter } = parseClock(clock);

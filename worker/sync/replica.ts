@@ -24,6 +24,7 @@ import type { ClientChange, RowChange } from '../../lib/protocol/change.js';
 import type { ColumnValue } from '../../lib/protocol/values.js';
 import type { SqlValue } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
+import { parseClock } from '../hlc.js';
 import { quoteIdentifier } from '../sql.js';
 
 interface PendingRow {
@@ -63,6 +64,29 @@ export class Replica {
     if (engine.query('SELECT 1 AS x FROM __pocketsync_changes WHERE synced = 1 LIMIT 1').length > 0) {
       this.#transaction(() => this.#removeChanges('synced = 1'));
     }
+  }
+
+  /**
+   * After a device's clock ran fast and was set right: if this device's own stamps are ahead of
+   * `latest` (its physical time plus the server's drift cap), the server refuses them, and the
+   * clock, which never goes back, would keep stamping ahead until real time caught up. The pending
+   * changes never reached the server (it refused them whole), so they are stamped again, in order,
+   * from the physical clock, and the clock and the device state's last clock restart there.
+   * Returns whether it did.
+   */
+  restampIfAhead(latest: number): boolean {
+    const engine = this.#engine;
+    const newest = engine.query(
+      'SELECT max(c) AS c FROM (SELECT last_clock AS c FROM __pocketsync_device_state UNION ALL SELECT max(clock) FROM __pocketsync_changes)',
+    )[0]?.c;
+    if (typeof newest !== 'string' || parseClock(newest).wall <= latest) return false;
+    this.#transaction(() => {
+      engine.clock.restart();
+      const ids = engine.query('SELECT id FROM __pocketsync_changes ORDER BY id').map((row) => Number(row.id));
+      for (const id of ids) engine.execute('UPDATE __pocketsync_changes SET clock = ? WHERE id = ?', [engine.clock.now(), id]);
+      engine.execute('UPDATE __pocketsync_device_state SET last_clock = ? WHERE id = 1', [engine.clock.now()]);
+    });
+    return true;
   }
 
   /** The highest seq applied from the server. */

@@ -92,6 +92,9 @@ export class SyncLoop {
   start(): void {
     if (this.#running && this.#status.state !== 'error') return;
     this.#running = true;
+    // A clock that ran fast and was set right: what it stamped meanwhile is stamped again, or the
+    // server would refuse it until real time caught up (Replica.restampIfAhead).
+    this.#replica.restampIfAhead(this.#engine.clock.physical() + LIMITS.maxClockAheadMs);
     this.#stopWatchingNetwork ??= this.#network.watch((online) => this.#networkChanged(online));
     const online = this.#network.online;
     this.#update({ state: online ? 'connecting' : 'offline', error: null, progress: null, pending: this.#replica.pendingCount() });
