@@ -287,4 +287,25 @@ describe('sync loop', () => {
     expect(await server.store.currentSeq('p')).toBe(3);
     expect(a.loop.status.pending).toBe(1);
   });
+
+  it('retries a push the server failed on (kind internal), staying live, until it goes through', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const a = await device('device-a', () => token);
+    a.loop.start();
+    await waitFor(() => a.loop.status.state === 'live', 5_000, 'live');
+    // A fault in the server's store, once: the push is refused whole, and the next try is stored.
+    const store = server.store;
+    const push = store.push.bind(store);
+    let faults = 1;
+    store.push = (input) => (faults-- > 0 ? Promise.reject(new Error('disk I/O error (injected)')) : push(input));
+    a.engine.insert('todos', { title: 'milk' });
+    a.loop.localWrite();
+    await waitFor(() => a.loop.status.error?.kind === 'internal', 5_000, 'the fault to be reported');
+    expect(a.loop.status.state).toBe('live');
+    expect(await server.store.currentSeq('p')).toBe(0);
+    await waitFor(() => a.loop.status.pending === 0, 5_000, 'the retried push');
+    expect(await server.store.currentSeq('p')).toBe(1);
+    expect(a.loop.status.error).toBeNull();
+    expect(faults).toBe(-1);
+  });
 });
