@@ -10,6 +10,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { createNodeWebSocket } from '@hono/node-ws';
 import * as v from 'valibot';
+import { CloseCode } from '../lib/protocol/close-codes.js';
 import { IdSchema } from '../lib/protocol/values.js';
 import { createApp } from './app.js';
 import { Hub } from './hub.js';
@@ -70,7 +71,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
         onOpen: (_event, ws) => {
           if (!project) {
             ws.send(JSON.stringify({ type: 'error', kind: 'not-found', message: `no such project: ${id}` }));
-            ws.close(4004, 'not-found');
+            ws.close(CloseCode.notFound, 'not-found');
             return;
           }
           socket = new SyncSocket(deps, project, ws);

@@ -12,6 +12,7 @@
  */
 import type { WSContext } from 'hono/ws';
 import type { Ack, DownMessage } from '../lib/protocol/down.js';
+import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS, UpMessageSchema, type Hello, type Push } from '../lib/protocol/up.js';
@@ -31,10 +32,6 @@ export interface SocketDeps {
   readonly log: (line: Record<string, unknown>) => void;
 }
 
-/** Close codes: 4000 + the kind's meaning (application range). */
-const CLOSE_AUTH = 4001;
-const CLOSE_VERSION = 4002;
-const CLOSE_INVALID = 4003;
 
 export class SyncSocket {
   readonly #deps: SocketDeps;
@@ -144,7 +141,7 @@ export class SyncSocket {
     this.#send({ type: 'error', kind, message });
     // Before authentication there is nothing to keep the socket open for.
     if (this.#user === null || kind === ErrorKind.Auth || kind === ErrorKind.Version) {
-      this.#ws.close(kind === ErrorKind.Auth ? CLOSE_AUTH : kind === ErrorKind.Version ? CLOSE_VERSION : CLOSE_INVALID, kind);
+      this.#ws.close(kind === ErrorKind.Auth ? CloseCode.auth : kind === ErrorKind.Version ? CloseCode.version : CloseCode.invalid, kind);
       this.closed();
     }
   }

@@ -27,31 +27,30 @@ import type { Engine } from '../engine.js';
 import { parseClock } from '../hlc.js';
 import { quoteIdentifier } from '../sql.js';
 
-interface PendingRow {
-  id: number;
-  change_id: string;
-  table_name: string;
-  ps_global_id: string;
-  operation: ClientChange['op'];
-  payload: string;
-  clock: string;
-}
-
 /**
- * The oldest `?` unacknowledged changes as wire changes (one JSON array) and their rowids: an
- * insert carries its whole row, an update the columns it changed, a delete no values.
+ * A change-log row as a wire change (JSON): an insert carries its whole row, an update the columns
+ * it changed, a delete no values. The one definition of what a change carries, for pushes and for
+ * the clocks that unacknowledged edits hold against remote ones.
  */
-const PENDING_SQL = `
-SELECT json_group_array(id ORDER BY id) AS rowids, json_group_array(json(change) ORDER BY id) AS changes FROM (
-  SELECT id, CASE operation
+const WIRE_CHANGE_SQL = `CASE operation
     WHEN 'delete' THEN json_object('id', change_id, 'table', table_name, 'row', ps_global_id, 'op', operation, 'clock', clock)
     ELSE json_object('id', change_id, 'table', table_name, 'row', ps_global_id, 'op', operation, 'clock', clock, 'values',
       CASE WHEN operation = 'update' AND payload -> '$.changed' IS NOT NULL
         THEN json((SELECT json_group_object(r.key, CASE WHEN r.type = 'object' THEN json(r.value) ELSE r.value END)
                    FROM json_each(payload, '$.row') AS r WHERE r.key IN (SELECT value FROM json_each(payload, '$.changed'))))
         ELSE json(payload -> '$.row') END)
-    END AS change
-  FROM __pocketsync_changes WHERE synced = 0 ORDER BY id LIMIT ?)`;
+    END`;
+
+/** The oldest `?` unacknowledged changes as wire changes (one JSON array), and their rowids. */
+const PENDING_SQL = `
+SELECT json_group_array(id ORDER BY id) AS rowids, json_group_array(json(change) ORDER BY id) AS changes FROM (
+  SELECT id, ${WIRE_CHANGE_SQL} AS change FROM __pocketsync_changes WHERE synced = 0 ORDER BY id LIMIT ?)`;
+
+/** The unacknowledged changes of the rows in the JSON array ?1, as wire changes, oldest first. */
+const PENDING_OF_ROWS_SQL = `
+SELECT json_group_array(json(change) ORDER BY id) AS changes FROM (
+  SELECT id, ${WIRE_CHANGE_SQL} AS change FROM __pocketsync_changes
+  WHERE synced = 0 AND ps_global_id IN (SELECT value FROM json_each(?1)))`;
 
 export class Replica {
   readonly #engine: Engine;
@@ -265,19 +264,15 @@ export class Replica {
   #pendingClocks(changes: readonly RowChange[]): Map<string, PendingClocks> {
     // Only the pending changes of the batch's rows: a device back from a long time offline may have
     // thousands queued, and each batch of its catch-up would otherwise parse every one of them.
-    const rows = this.#engine.query(
-      `SELECT id, change_id, table_name, ps_global_id, operation, payload, clock FROM __pocketsync_changes
-       WHERE synced = 0 AND ps_global_id IN (SELECT value FROM json_each(?1)) ORDER BY id`,
-      [JSON.stringify(changes.map((change) => change.row))],
-    ) as unknown as PendingRow[];
+    const [result] = this.#engine.query(PENDING_OF_ROWS_SQL, [JSON.stringify(changes.map((change) => change.row))]);
     const byRow = new Map<string, PendingClocks>();
-    for (const pending of rows) {
-      const key = rowKey(pending.table_name, pending.ps_global_id);
+    for (const pending of JSON.parse(String(result?.changes ?? '[]')) as ClientChange[]) {
+      const key = rowKey(pending.table, pending.row);
       let clocks = byRow.get(key);
       if (!clocks) byRow.set(key, (clocks = { columns: new Map(), newest: pending.clock }));
       if (pending.clock > clocks.newest) clocks.newest = pending.clock;
-      if (pending.operation === 'delete' && (clocks.deleted === undefined || pending.clock > clocks.deleted)) clocks.deleted = pending.clock;
-      for (const column of Object.keys(toClientChange(pending).values ?? {})) clocks.columns.set(column, pending.clock);
+      if (pending.op === 'delete' && (clocks.deleted === undefined || pending.clock > clocks.deleted)) clocks.deleted = pending.clock;
+      for (const column of Object.keys(pending.values ?? {})) clocks.columns.set(column, pending.clock);
     }
     return byRow;
   }
@@ -323,15 +318,6 @@ interface Batch {
 }
 
 const rowKey = (table: string, row: string) => `${table}\u0000${row}`;
-
-function toClientChange(row: PendingRow): ClientChange {
-  const payload = JSON.parse(row.payload) as { row?: Record<string, ColumnValue>; changed?: string[] };
-  const base = { id: row.change_id, table: row.table_name, row: row.ps_global_id, op: row.operation, clock: row.clock };
-  if (row.operation === 'delete') return base;
-  const all = payload.row ?? {};
-  const changed = row.operation === 'update' && payload.changed ? payload.changed : Object.keys(all);
-  return { ...base, values: Object.fromEntries(changed.map((column) => [column, all[column] ?? null])) };
-}
 
 function newestOf(change: RowChange): string {
   return Object.values(change.clocks ?? {}).reduce((a, b) => (b > a ? b : a), change.deleteClock ?? '');

@@ -19,6 +19,7 @@
  */
 import { WebSocket as ReconnectingWebSocket } from 'partysocket';
 import type { ClientChange, LostWrite } from '../../lib/protocol/change.js';
+import { CloseCode } from '../../lib/protocol/close-codes.js';
 import type { DownMessage } from '../../lib/protocol/down.js';
 import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../../lib/protocol/protocol-version.js';
@@ -51,9 +52,6 @@ export interface SyncLoopOptions {
   /** Whether there is a network; the platform's (navigator.onLine) by default. */
   readonly network?: Network;
 }
-
-const CLOSE_AUTH = 4001;
-const CLOSE_VERSION = 4002;
 
 export class SyncLoop {
   readonly #engine: Engine;
@@ -120,7 +118,7 @@ export class SyncLoop {
       minReconnectionDelay: 200 + Math.random() * 300,
       maxReconnectionDelay: 15_000,
       reconnectionDelayGrowFactor: 1.6,
-      shouldReconnectOnClose: (event) => event.code !== CLOSE_AUTH && event.code !== CLOSE_VERSION,
+      shouldReconnectOnClose: (event) => event.code !== CloseCode.auth && event.code !== CloseCode.version,
     });
     const current = (): boolean => socket === this.#socket;
     socket.addEventListener('open', () => {
@@ -222,8 +220,7 @@ export class SyncLoop {
           this.#replica.apply(message.changes, message.cursor);
         } catch (error) {
           // The batch was rolled back and the cursor did not move; stop rather than loop on it.
-          this.#disconnect();
-          this.#update({ state: 'error', progress: null, error: toErrorData(error) });
+          this.#fail(toErrorData(error));
           return;
         }
         const tables = [...new Set(message.changes.map((c) => c.table))];
@@ -248,8 +245,7 @@ export class SyncLoop {
         } catch (error) {
           // Rolled back: the changes stay in the log, and the server answers 'duplicate' when they
           // are pushed again. Stop, saying why, rather than wait for an ack that has come.
-          this.#disconnect();
-          this.#update({ state: 'error', progress: null, error: toErrorData(error) });
+          this.#fail(toErrorData(error));
           return;
         }
         for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
@@ -276,6 +272,11 @@ export class SyncLoop {
       this.#socket?.reconnect();
       return;
     }
+    this.#fail(error);
+  }
+
+  /** Stops in state 'error' with `error`: the socket stays closed until start(). */
+  #fail(error: ErrorData): void {
     this.#disconnect();
     this.#update({ state: 'error', error, progress: null });
   }
@@ -300,8 +301,7 @@ export class SyncLoop {
       }, delay);
       return;
     }
-    this.#disconnect();
-    this.#update({ state: 'error', error, progress: null });
+    this.#fail(error);
   }
 
   #clearRetry(): void {
@@ -313,7 +313,7 @@ export class SyncLoop {
     this.#inFlight = false;
     this.#clearRetry();
     if (this.#status.state === 'error') return;
-    if (code === CLOSE_AUTH || code === CLOSE_VERSION) return; // #refused decides
+    if (code === CloseCode.auth || code === CloseCode.version) return; // #refused decides
     this.#update({ state: 'connecting', progress: null });
   }
 
@@ -336,12 +336,7 @@ export class SyncLoop {
       }
       if (changes.length === 1) {
         const [change] = changes as [ClientChange];
-        this.#disconnect();
-        this.#update({
-          state: 'error',
-          progress: null,
-          error: { kind: ErrorKind.Invalid, message: `change ${change.id} (${change.op} of a row of ${change.table}) is over the server's ${LIMITS.maxMessageBytes}-byte limit for a message, so it cannot be synced` },
-        });
+        this.#fail({ kind: ErrorKind.Invalid, message: `change ${change.id} (${change.op} of a row of ${change.table}) is over the server's ${LIMITS.maxMessageBytes}-byte limit for a message, so it cannot be synced` });
         return;
       }
       limit = Math.ceil(changes.length / 2);
