@@ -108,13 +108,18 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
     return engine;
   }
 
-  function notify(): void {
+  /**
+   * Tells the page which tables the last call changed, and the sync loop when the app wrote
+   * something to push. The loop's own work (applying a batch, pruning an ack) changes tables too,
+   * but writes nothing to push: `byApp` is false for it.
+   */
+  function notify(byApp = true): void {
     if (engine === null || port === null) return;
     const tables = engine.takeChangedTables();
     if (tables.length === 0) return;
     port.postMessage({ type: 'tables-changed', tables } satisfies TablesChangedMessage);
     // A committed local write: the sync loop pushes it (a burst coalesces there).
-    if (tables.includes('__pocketsync_changes')) sync?.localWrite();
+    if (byApp && tables.includes('__pocketsync_changes')) sync?.localWrite();
   }
 
   /** Work of the sync loop, in turn with the app's calls (never inside an app transaction). */
@@ -123,7 +128,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
     try {
       work();
     } finally {
-      notify();
+      notify(false);
     }
   }
 
