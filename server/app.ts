@@ -20,7 +20,7 @@ import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
 import { checkClocks } from './clocks.js';
 import { ServerError } from './errors.js';
-import { randomHex } from './random.js';
+import { randomHex } from '../worker/random.js';
 import type { Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 

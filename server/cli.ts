@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { randomHex } from './random.js';
+import { randomHex } from '../worker/random.js';
 import { createServer } from './server.js';
 
 export const DEMO_PROJECT = 'demo';

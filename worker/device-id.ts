@@ -4,7 +4,7 @@
  * database file being deleted, in IndexedDB (through idb-keyval) where IndexedDB exists.
  */
 import { del, get, set } from 'idb-keyval';
-import { randomHex } from './engine.js';
+import { randomHex } from './random.js';
 
 const key = (dbName: string) => `pocketsync:device-id:${dbName}`;
 const hasIndexedDb = () => typeof indexedDB !== 'undefined';

@@ -27,6 +27,7 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import type { ExecuteResult, Params, Row, Schema, SqlValue, Where } from '../lib/protocol/worker-api.js';
 import { EngineError, sqliteMessage } from './engine-error.js';
 import { HybridLogicalClock } from './hlc.js';
+import { randomHex } from './random.js';
 import { RawSqlite } from './raw-sqlite.js';
 import { isSystemName, quoteIdentifier, SYSTEM_PREFIX } from './sql.js';
 import { SYSTEM_TABLES_SQL } from './system-tables.js';
@@ -89,23 +90,6 @@ const DDL_ACTIONS = new Set([
 
 const STATEMENT_CACHE_SIZE = 64;
 const ROWID_ALIASES = ['rowid', '_rowid_', 'oid'];
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-const randomPool = new Uint8Array(4096);
-let randomOffset = randomPool.length;
-
-/** `bytes` random bytes as hex digits. */
-export function randomHex(bytes: number): string {
-  // One getRandomValues call per 4 KiB: calling it per id costs ten times the rest.
-  if (randomOffset + bytes > randomPool.length) {
-    crypto.getRandomValues(randomPool);
-    randomOffset = 0;
-  }
-  let hex = '';
-  for (let i = randomOffset; i < randomOffset + bytes; i++) hex += HEX[randomPool[i] as number];
-  randomOffset += bytes;
-  return hex;
-}
 
 /**
  * A new ps_global_id, the same form as the triggers' NEW_GLOBAL_ID_SQL: the time in milliseconds

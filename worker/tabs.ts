@@ -23,6 +23,7 @@
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
 import type { JoinResult, RelayedMethod, TabMessage } from '../lib/protocol/tabs.js';
 import type { Notification, NotificationPort, OpenOptions, OpenResult, SyncStatus, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
+import { randomHex } from './random.js';
 
 /** Which argument carries the transaction id, for the methods that take one. */
 const TX_ARGUMENT: Partial<Record<RelayedMethod, number>> = { execute: 2, query: 2, insert: 2, update: 4, delete: 3, commit: 0, rollback: 0 };
@@ -89,7 +90,7 @@ export function shareAcrossTabs(local: WorkerApi, deps: TabsDeps = {}): WorkerAp
 }
 
 class TabSession {
-  readonly #id = randomId();
+  readonly #id = randomHex(8);
   readonly #local: WorkerApi;
   readonly #options: OpenOptions;
   readonly #port: NotificationPort;
@@ -437,8 +438,4 @@ function tabLock(tab: string): string {
 
 function closed(message: string): Result<never> {
   return { ok: false, error: { kind: ErrorKind.Closed, message } };
-}
-
-function randomId(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
