@@ -12,16 +12,16 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import * as v from 'valibot';
-import type { Ack, Changes } from '../lib/protocol/down.js';
+import type { Changes } from '../lib/protocol/down.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { HttpPushSchema, LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
-import { checkClocks } from './clocks.js';
-import { ServerError } from './errors.js';
+import { parse, ServerError } from './errors.js';
+import { acceptPush, findProject } from './push.js';
 import { randomHex } from '../worker/random.js';
-import type { Resolver } from './merge.js';
+import { StrategySchema, type Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 
 export interface AppOptions {
@@ -33,7 +33,6 @@ export interface AppOptions {
   readonly resolver?: Resolver;
   /** Called after each commit with its effective changes, in seq order (the fan-out listens). */
   readonly onCommit?: (projectId: string, changes: readonly ScopedRowChange[]) => void;
-  readonly maxMessageBytes?: number;
   /** One structured line per refused or failed request. */
   readonly log?: (line: Record<string, unknown>) => void;
 }
@@ -41,7 +40,7 @@ export interface AppOptions {
 const NewProjectSchema = v.strictObject({
   id: IdSchema,
   secret: v.optional(v.pipe(v.string(), v.minLength(32, 'a secret has at least 32 characters'))),
-  strategy: v.optional(v.picklist(['column-lww', 'row-lww', 'server-wins', 'client-wins'])),
+  strategy: v.optional(StrategySchema),
   sharedTables: v.optional(v.array(IdentifierSchema)),
 });
 
@@ -50,7 +49,6 @@ const DevTokenSchema = v.strictObject({ user: v.string() });
 export function createApp(options: AppOptions): Hono {
   const { store } = options;
   const app = new Hono();
-  const maxBytes = options.maxMessageBytes ?? LIMITS.maxMessageBytes;
 
   const log = options.log ?? (() => undefined);
   app.onError((error, c) => {
@@ -65,8 +63,8 @@ export function createApp(options: AppOptions): Hono {
   app.use(
     '/v1/*',
     bodyLimit({
-      maxSize: maxBytes,
-      onError: (c) => c.json({ kind: ErrorKind.Invalid, message: `the body is larger than ${maxBytes} bytes (the limit)` }, 413),
+      maxSize: LIMITS.maxMessageBytes,
+      onError: (c) => c.json({ kind: ErrorKind.Invalid, message: `the body is larger than ${LIMITS.maxMessageBytes} bytes (the limit)` }, 413),
     }),
   );
 
@@ -96,8 +94,7 @@ export function createApp(options: AppOptions): Hono {
     const project = await projectOf(c);
     const user = await userOf(c, project);
     const body = parse(HttpPushSchema, await readJson(c));
-    checkClocks(body.changes);
-    const out = await store.push({
+    const { out, ack } = await acceptPush(store, {
       projectId: project.id,
       userId: user.userId,
       deviceId: body.deviceId,
@@ -107,11 +104,7 @@ export function createApp(options: AppOptions): Hono {
     });
     await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId: body.deviceId });
     if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
-    return c.json({
-      type: 'ack',
-      results: out.results,
-      ...(out.conflicts.length > 0 ? { conflicts: out.conflicts, rows: out.settled } : {}),
-    } satisfies Ack);
+    return c.json(ack);
   });
 
   app.get('/v1/projects/:project/pull', async (c) => {
@@ -130,7 +123,7 @@ export function createApp(options: AppOptions): Hono {
 
   async function projectOf(c: Context): Promise<Project> {
     const id = c.req.param('project') ?? '';
-    const project = v.is(IdSchema, id) ? await store.getProject(id) : null;
+    const project = await findProject(store, id);
     if (!project) throw new ServerError(ErrorKind.NotFound, `no such project: ${id}`);
     return project;
   }
@@ -151,16 +144,6 @@ async function readJson(c: Context): Promise<unknown> {
 }
 
 /** Parses `input` against `schema`, or fails with kind 'invalid' naming the first problem and where. */
-export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
-  const result = v.safeParse(schema, input);
-  if (result.success) return result.output;
-  const issue = result.issues[0];
-  const path = issue.path?.map((item) => String(item.key)).join('.') ?? '';
-  // A count over its limit is a 413, like a body over its size.
-  const status = issue.type === 'max_length' ? 413 : 400;
-  throw new ServerError(ErrorKind.Invalid, path ? `${path}: ${issue.message}` : issue.message, status);
-}
-
 function integerParam(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (!/^\d{1,15}$/.test(value)) throw new ServerError(ErrorKind.Invalid, `${name} must be a non-negative integer`);

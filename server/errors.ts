@@ -1,4 +1,5 @@
 /** Errors the server answers with: an HTTP status and the wire's `{ kind, message }`. */
+import * as v from 'valibot';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 
 const STATUS: Record<ErrorKind, number> = {
@@ -22,4 +23,15 @@ export class ServerError extends Error {
     this.kind = kind;
     this.status = status;
   }
+}
+
+/** `input` checked against `schema`; a mismatch is kind 'invalid' naming the path (413 for a count over its limit). */
+export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
+  const result = v.safeParse(schema, input);
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const path = issue.path?.map((item) => String(item.key)).join('.') ?? '';
+  // A count over its limit is a 413, like a body over its size.
+  const status = issue.type === 'max_length' ? 413 : 400;
+  throw new ServerError(ErrorKind.Invalid, path ? `${path}: ${issue.message}` : issue.message, status);
 }

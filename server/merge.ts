@@ -19,9 +19,11 @@
  * A resolver given to createServer can decide a conflict instead: it sees both sides and picks.
  */
 import type { ClientChange, Operation } from '../lib/protocol/change.js';
+import * as v from 'valibot';
 import type { ColumnValue } from '../lib/protocol/values.js';
 
-export type Strategy = 'column-lww' | 'row-lww' | 'server-wins' | 'client-wins';
+export const StrategySchema = v.picklist(['column-lww', 'row-lww', 'server-wins', 'client-wins']);
+export type Strategy = v.InferOutput<typeof StrategySchema>;
 
 export interface RowState {
   readonly values: Readonly<Record<string, ColumnValue>>;

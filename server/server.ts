@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { createNodeWebSocket } from '@hono/node-ws';
-import * as v from 'valibot';
 import { CloseCode } from '../lib/protocol/close-codes.js';
-import { IdSchema } from '../lib/protocol/values.js';
+import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { createApp } from './app.js';
 import { Hub } from './hub.js';
+import { findProject } from './push.js';
 import type { Resolver } from './merge.js';
 import { SyncSocket } from './socket.js';
 import { SqliteStore } from './store/sqlite-store.js';
@@ -65,12 +65,12 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     '/v1/projects/:project/sync',
     nodeWs.upgradeWebSocket(async (c) => {
       const id = c.req.param('project') ?? '';
-      const project = v.is(IdSchema, id) ? await store.getProject(id) : null;
+      const project = await findProject(store, id);
       let socket: SyncSocket | null = null;
       return {
         onOpen: (_event, ws) => {
           if (!project) {
-            ws.send(JSON.stringify({ type: 'error', kind: 'not-found', message: `no such project: ${id}` }));
+            ws.send(JSON.stringify({ type: 'error', kind: ErrorKind.NotFound, message: `no such project: ${id}` }));
             ws.close(CloseCode.notFound, 'not-found');
             return;
           }

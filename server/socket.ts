@@ -11,15 +11,14 @@
  * ignored, and the socket stays open: the device may send the next one.
  */
 import type { WSContext } from 'hono/ws';
-import type { Ack, DownMessage } from '../lib/protocol/down.js';
+import type { DownMessage } from '../lib/protocol/down.js';
 import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS, UpMessageSchema, type Hello, type Push } from '../lib/protocol/up.js';
-import { parse } from './app.js';
 import { verifyUserToken, type User } from './auth.js';
-import { checkClocks } from './clocks.js';
-import { ServerError } from './errors.js';
+import { parse, ServerError } from './errors.js';
+import { acceptPush } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { Resolver } from './merge.js';
 import { scopesOf, type Project, type Store } from './store/store.js';
@@ -115,8 +114,7 @@ export class SyncSocket {
   async #push(push: Push): Promise<void> {
     const user = this.#user as User;
     const subscriber = this.#subscriber as Subscriber;
-    checkClocks(push.changes);
-    const out = await this.#deps.store.push({
+    const { out, ack } = await acceptPush(this.#deps.store, {
       projectId: this.#project.id,
       userId: user.userId,
       deviceId: subscriber.deviceId,
@@ -124,11 +122,7 @@ export class SyncSocket {
       changes: push.changes,
       resolver: this.#deps.resolver,
     });
-    this.#send({
-      type: 'ack',
-      results: out.results,
-      ...(out.conflicts.length > 0 ? { conflicts: out.conflicts, rows: out.settled } : {}),
-    } satisfies Ack);
+    this.#send(ack);
     if (out.effective.length > 0) this.#deps.hub.publish(this.#project.id, out.effective, subscriber.deviceId);
     for (const conflict of out.conflicts) this.#deps.log({ event: 'conflict', project: this.#project.id, ...conflict });
   }
