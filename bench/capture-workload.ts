@@ -4,6 +4,7 @@
  * table and into an identical table without PocketSync's triggers, alternating which goes first.
  */
 import type { Engine } from '../worker/engine.js';
+import { median } from './stats.js';
 
 export interface CaptureSizes {
   /** Rows inserted in one transaction. */
@@ -99,8 +100,3 @@ export function medianRatio(synced: readonly number[], plain: readonly number[])
   return median(synced.map((ms, i) => ms / (plain[i] as number)));
 }
 
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}

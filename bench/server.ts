@@ -19,7 +19,7 @@ import { mintUserToken } from '../server/auth.js';
 import { createServer } from '../server/server.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
 import { formatClock } from '../worker/hlc.js';
-import { median } from './capture-workload.js';
+import { median, percentile } from './stats.js';
 import { report, type Metric } from './report.js';
 import type { BenchOptions } from './run.js';
 
@@ -44,15 +44,33 @@ async function ingest(dir: string, batches: number): Promise<{ store: number; pl
   });
   const storeRates: number[] = [];
   const plainRates: number[] = [];
-  // Three rounds, alternating, after a warm-up; the median rate of each is reported.
+  // Three rounds after a warm-up, alternating which goes first; the median rate of each is reported.
   for (let round = 0; round < 4; round++) {
     const input = Array.from({ length: round === 0 ? 5 : batches }, () => changes(500));
-    let start = performance.now();
-    for (const batch of input) await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: batch });
-    if (round > 0) storeRates.push((input.length * 500 * 1000) / (performance.now() - start));
-    start = performance.now();
-    for (const rows of input) plainBatch(rows);
-    if (round > 0) plainRates.push((input.length * 500 * 1000) / (performance.now() - start));
+    const timed = async (work: () => Promise<void> | void): Promise<number> => {
+      const start = performance.now();
+      await work();
+      return (input.length * 500 * 1000) / (performance.now() - start);
+    };
+    const pushAll = async () => {
+      for (const batch of input) await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: batch });
+    };
+    const insertAll = () => {
+      for (const rows of input) plainBatch(rows);
+    };
+    let storeRate: number;
+    let plainRate: number;
+    if (round % 2 === 0) {
+      storeRate = await timed(pushAll);
+      plainRate = await timed(insertAll);
+    } else {
+      plainRate = await timed(insertAll);
+      storeRate = await timed(pushAll);
+    }
+    if (round > 0) {
+      storeRates.push(storeRate);
+      plainRates.push(plainRate);
+    }
   }
   await store.close();
   db.close();
@@ -135,11 +153,6 @@ async function fanout(dir: string, sockets: number, rounds: number): Promise<{ m
   for (const socket of [...relayReceivers, relayWriter]) socket.terminate();
   await new Promise<void>((resolve) => relay.close(() => resolve()));
   return { ms, relayMs, connected };
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }
 
 export async function run(options: BenchOptions): Promise<void> {

@@ -4,7 +4,8 @@
  * MessageChannel, as in the Node tests), syncing through the real server (createServer, embedded
  * store on disk) on 127.0.0.1. Everything runs on this one Node thread, server included.
  *
- * - a-to-b-10k: one statement inserts 10,000 rows on A; from its commit until B's watch sees all.
+ * - a-to-b-10k: one statement inserts 10,000 rows on A; from the execute call until B's watch sees
+ *   all. Not from the commit: on this one thread, the first push goes out before the call returns.
  * - single-write: 200 single-row inserts on A, one at a time; from the insert call until B's
  *   watch fires with the row.
  * - catch-up: B goes offline; A makes 100,000 changes to 10,000 rows and pushes them all; B comes
@@ -28,7 +29,7 @@ import { mintUserToken } from '../server/auth.js';
 import { createServer, type RunningServer } from '../server/server.js';
 import type { Project } from '../server/store/store.js';
 import { createWorkerApi } from '../worker/worker-api.js';
-import { median } from './capture-workload.js';
+import { median, percentile } from './stats.js';
 import { report, type Metric } from './report.js';
 import type { BenchOptions } from './run.js';
 
@@ -172,8 +173,8 @@ async function bulk(server: RunningServer, project: Project, rows: number): Prom
   try {
     const watch = countWatch(b);
     await watch.reach(0);
-    await a.database.execute(insertRowsSql(rows));
     const start = performance.now();
+    await a.database.execute(insertRowsSql(rows));
     await watch.reach(rows);
     const ms = performance.now() - start;
     watch.stop();
@@ -369,11 +370,6 @@ async function relayCatchUp(rows: number): Promise<number> {
 }
 
 // ---- the run ----
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
-}
 
 /** Runs `ours` and `limit` `times` times, alternating which goes first. */
 async function alternate<T>(times: number, ours: () => Promise<T>, limit: () => Promise<T>): Promise<{ ours: T[]; limit: T[] }> {

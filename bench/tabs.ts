@@ -16,7 +16,7 @@ import type { Browser, Page } from 'playwright-core';
 import { CHROMIUM_PATH as CHROMIUM, launchChromium } from '../scripts/chromium.js';
 import type { TabsBench } from './browser/tabs.js';
 import { serveBenchPages } from './browser-site.js';
-import { median } from './capture-workload.js';
+import { median } from './stats.js';
 import { report } from './report.js';
 import type { BenchOptions } from './run.js';
 
