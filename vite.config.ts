@@ -23,9 +23,10 @@ function precacheManifest(): Plugin {
       }
       // Files in demo/public are copied as they are, outside the bundle.
       for (const name of readdirSync(demo('public'))) contents.set(name, readFileSync(demo(`public/${name}`)));
-      const files = [...contents.keys()].sort().map((name) => `./${name}`);
+      const names = [...contents.keys()].sort();
       const hash = createHash('sha256');
-      for (const name of [...contents.keys()].sort()) hash.update(name).update(contents.get(name)!);
+      for (const name of names) hash.update(name).update(contents.get(name)!);
+      const files = names.map((name) => `./${name}`);
       const precache = JSON.stringify({ version: hash.digest('hex').slice(0, 16), files });
       sw.code = `const PRECACHE = ${precache};\n${sw.code}`;
     },

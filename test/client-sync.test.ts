@@ -2,24 +2,19 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Row } from '../lib/index.js';
 import { mintUserToken } from '../server/auth.js';
-import { createServer, type RunningServer } from '../server/server.js';
-import { SqliteStore } from '../server/store/sqlite-store.js';
+import type { RunningServer } from '../server/server.js';
 import type { Project } from '../server/store/store.js';
 import { todoSchema } from './helpers/engine.js';
 import { openInstance, waitFor } from './helpers/instance.js';
+import { startTestServer, stopTestServer } from './helpers/server.js';
 
 let server: RunningServer;
 let project: Project;
 
 beforeEach(async () => {
-  const store = new SqliteStore(':memory:');
-  project = await store.createProject({ id: 'p', secret: 's'.repeat(32) });
-  server = await createServer({ store, adminKey: 'admin', log: null });
+  ({ server, project } = await startTestServer());
 });
-afterEach(async () => {
-  await server.close();
-  await server.store.close();
-});
+afterEach(() => stopTestServer(server));
 
 describe('PocketSync with a server', () => {
   it('a write on A shows up in B’s watch, and A’s pending count returns to 0', async () => {

@@ -3,28 +3,23 @@
  * pull: the replica logic the sync loop will drive, without the loop.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Changes } from '../lib/protocol/down.js';
-import type { Ack } from '../lib/protocol/down.js';
+import type { Ack, Changes } from '../lib/protocol/down.js';
 import { mintUserToken } from '../server/auth.js';
-import { createServer, type RunningServer } from '../server/server.js';
-import { SqliteStore } from '../server/store/sqlite-store.js';
+import type { RunningServer } from '../server/server.js';
 import { Engine } from '../worker/engine.js';
 import { Replica } from '../worker/sync/replica.js';
 import { loadSqlite, openEngine, todoSchema } from './helpers/engine.js';
+import { startTestServer, stopTestServer } from './helpers/server.js';
 
 let server: RunningServer;
 let token: string;
 
 beforeEach(async () => {
-  const store = new SqliteStore(':memory:');
-  const project = await store.createProject({ id: 'p', secret: 's'.repeat(32) });
-  server = await createServer({ store, adminKey: 'admin', log: null });
-  token = await mintUserToken(project, 'alice');
+  const started = await startTestServer();
+  server = started.server;
+  token = await mintUserToken(started.project, 'alice');
 });
-afterEach(async () => {
-  await server.close();
-  await server.store.close();
-});
+afterEach(() => stopTestServer(server));
 
 class Device {
   readonly replica: Replica;

@@ -65,10 +65,7 @@ describe('sync over WebSocket', () => {
     const writer = await device('alice', 'w');
     writer.send({ type: 'push', changes: Array.from({ length: 25 }, (_, i) => change(`r${i}`, { i })) });
     await writer.next(isType('ack'));
-    const socket = await TestSocket.open(server.url, 'p1');
-    sockets.push(socket);
-    socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'late', cursor: 0, token: await mintUserToken(p1, 'alice') });
-    await socket.next((m): m is Changes => m.type === 'changes' && !m.hasMore);
+    const socket = await device('alice', 'late');
     const batches = socket.received.filter(isType('changes'));
     expect(batches.map((b) => [b.changes.length, b.hasMore, b.remaining])).toEqual([[10, true, 15], [10, true, 5], [5, false, 0]]);
     expect(batches.flatMap((b) => b.changes.map((c) => c.seq))).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));

@@ -14,6 +14,7 @@ import { Replica } from '../worker/sync/replica.js';
 import { SyncLoop } from '../worker/sync/sync-loop.js';
 import { openEngine, todoSchema } from './helpers/engine.js';
 import { waitFor } from './helpers/instance.js';
+import { syncUrl } from './helpers/server.js';
 
 const dirs: string[] = [];
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -43,7 +44,7 @@ describe('sync under faults', () => {
     let server = await serverOn(dataDir);
     const project = await server.store.createProject({ id: 'p', secret: 's'.repeat(32) });
     const token = await mintUserToken(project, 'alice');
-    const url = `${server.url.replace('http', 'ws')}v1/projects/p/sync`;
+    const url = syncUrl(server);
     const port = server.port;
     const a = await openEngine({ schema: todoSchema, deviceId: 'device-a' });
     const b = await openEngine({ schema: todoSchema, deviceId: 'device-b' });
@@ -80,7 +81,7 @@ describe('sync under faults', () => {
     await server.store.push({ projectId: 'p', userId: 'alice', deviceId: 'device-a', deviceCursor: 0, changes });
     expect(replica.pendingCount()).toBe(1);
     // ...so the loop pushes it again after connecting.
-    const sync = loop(a, `${server.url.replace('http', 'ws')}v1/projects/p/sync`, await mintUserToken(project, 'alice'));
+    const sync = loop(a, syncUrl(server), await mintUserToken(project, 'alice'));
     sync.start();
     await waitFor(() => sync.status.state === 'live' && sync.status.pending === 0, 5_000, 'the retried push’s ack');
     expect(await server.store.currentSeq('p')).toBe(1);
@@ -93,7 +94,7 @@ describe('sync under faults', () => {
     const server = await serverOn(dataDir);
     const project = await server.store.createProject({ id: 'p', secret: 's'.repeat(32) });
     const token = await mintUserToken(project, 'alice');
-    const url = `${server.url.replace('http', 'ws')}v1/projects/p/sync`;
+    const url = syncUrl(server);
     const a = await openEngine({ schema: todoSchema, deviceId: 'device-a' });
     a.begin();
     for (let i = 0; i < 20_000; i++) a.insert('todos', { title: `t${i}` });

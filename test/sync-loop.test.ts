@@ -4,8 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LIMITS } from '../lib/protocol/up.js';
 import { parseClock } from '../worker/hlc.js';
 import { mintUserToken } from '../server/auth.js';
-import { createServer, type RunningServer } from '../server/server.js';
-import { SqliteStore } from '../server/store/sqlite-store.js';
+import type { RunningServer } from '../server/server.js';
 import type { Project } from '../server/store/store.js';
 import type { Engine } from '../worker/engine.js';
 import type { Network } from '../worker/sync/network.js';
@@ -13,20 +12,18 @@ import { Replica } from '../worker/sync/replica.js';
 import { SyncLoop, type SyncLoopOptions, type SyncState } from '../worker/sync/sync-loop.js';
 import { openEngine, todoSchema } from './helpers/engine.js';
 import { waitFor } from './helpers/instance.js';
+import { startTestServer, stopTestServer, syncUrl } from './helpers/server.js';
 
 let server: RunningServer;
 let project: Project;
 const loops: SyncLoop[] = [];
 
 beforeEach(async () => {
-  const store = new SqliteStore(':memory:');
-  project = await store.createProject({ id: 'p', secret: 's'.repeat(32) });
-  server = await createServer({ store, adminKey: 'admin', log: null });
+  ({ server, project } = await startTestServer());
 });
 afterEach(async () => {
   for (const loop of loops.splice(0)) loop.stop();
-  await server.close();
-  await server.store.close();
+  await stopTestServer(server);
 });
 
 interface Device {
@@ -78,7 +75,7 @@ async function device(name: string, token: () => string | Promise<string>, { net
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
   const loop = new SyncLoop(engine, new Replica(engine), {
-    url: `${server.url.replace('http', 'ws')}v1/projects/p/sync`,
+    url: syncUrl(server),
     token,
     WebSocket: socket,
     ...(network ? { network } : {}),
