@@ -28,6 +28,11 @@ export const ClientChangeSchema = v.pipe(
     op: OperationSchema,
     clock: ClockSchema,
     values: v.optional(ValuesSchema),
+    /**
+     * The highest seq the device had applied when it made this edit (not when it pushed it): what
+     * 'server-wins' judges the edit against. Absent: the push's cursor.
+     */
+    base: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))),
   }),
   v.check((change) => change.op === 'delete' || change.values !== undefined, 'an insert or update carries values'),
 );
@@ -59,12 +64,21 @@ export interface LostWrite {
   readonly winning: { readonly op: string; readonly clock: string | null; readonly value?: v.InferOutput<typeof ColumnValueSchema> };
 }
 
-/** What happened to one pushed change. */
-export type PushOutcome = 'applied' | 'superseded' | 'duplicate';
+/**
+ * What happened to one pushed change: 'applied' (it changed the row; `seq` committed it),
+ * 'superseded' (stored, but it lost or changed nothing), 'duplicate' (seen before: the first
+ * outcome stands), 'rejected' (the server will never take it: `error` says why; nothing of it was
+ * stored, and the rest of the push goes on without it). A device keeps a rejected change in its
+ * quarantine and reports it; it never pushes it again.
+ */
+export type PushOutcome = 'applied' | 'superseded' | 'duplicate' | 'rejected';
 
 export interface PushResult {
+  /** The change id as pushed ('' when the change was too malformed to carry one). */
   readonly id: string;
   readonly outcome: PushOutcome;
   /** The seq that committed the change's effect; null when it changed nothing. */
   readonly seq: number | null;
+  /** Why the change was rejected (only with 'rejected'). */
+  readonly error?: { readonly kind: string; readonly message: string };
 }

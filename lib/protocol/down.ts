@@ -8,7 +8,12 @@ export interface Ack {
   readonly results: readonly PushResult[];
   /** The pushed writes that lost to others (absent when none did). */
   readonly conflicts?: readonly LostWrite[];
-  /** The current state of the rows where a pushed write lost, to apply after the ack. */
+  /**
+   * The server's state of every pushed row that the device cannot derive from its own write and
+   * what it has applied: a write that lost (whole or in part), a duplicate, a row the merge brought
+   * back or completed, any row under a rule other than clock order. The device applies these after
+   * the ack, so it ends with exactly the server's row under every rule.
+   */
   readonly rows?: readonly RowChange[];
 }
 

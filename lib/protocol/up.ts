@@ -26,6 +26,12 @@ export const HelloSchema = v.strictObject({
   protocolVersion: v.pipe(v.number(), v.integer()),
   deviceId: IdSchema,
   cursor: CursorSchema,
+  /**
+   * The device holds no row of its scopes that came from the server or was pushed to it (a new
+   * device, or one after reset): a catch-up from cursor 0 may then leave deleted rows out. Any
+   * other device gets every delete since its cursor, cursor 0 included.
+   */
+  fresh: v.optional(v.boolean()),
   /** The user's token, for sockets (browsers cannot set headers on a WebSocket). */
   token: v.optional(v.string()),
 });

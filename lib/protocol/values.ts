@@ -1,11 +1,23 @@
 /**
- * Column values as they travel in JSON: strings, finite numbers, null, and BLOBs as
- * `{ "$base16": "<hex>" }` (the same form the capture triggers write).
+ * Column values as they travel in JSON: strings, finite numbers, null, BLOBs as
+ * `{ "$base16": "<hex>" }` (the same form the capture triggers write), and integers outside the
+ * range a JSON number (a double) holds exactly, ±(2^53 - 1), as `{ "$int": "<decimal>" }`, so that
+ * 64-bit integers travel exactly. An integer inside that range is always a plain number.
  */
 import * as v from 'valibot';
 
 export const BlobValueSchema = v.strictObject({ $base16: v.pipe(v.string(), v.regex(/^(?:[0-9A-Fa-f]{2})*$/, 'not hex')) });
-export const ColumnValueSchema = v.union([v.string(), v.pipe(v.number(), v.finite()), v.null(), BlobValueSchema]);
+export const IntValueSchema = v.strictObject({
+  $int: v.pipe(
+    v.string(),
+    v.regex(/^-?[1-9][0-9]{15,18}$/, 'not a 64-bit integer beyond ±(2^53 - 1)'),
+    v.check((text) => {
+      const n = BigInt(text);
+      return (n > 9007199254740991n || n < -9007199254740991n) && n <= 9223372036854775807n && n >= -9223372036854775808n;
+    }, 'not a 64-bit integer beyond ±(2^53 - 1)'),
+  ),
+});
+export const ColumnValueSchema = v.union([v.string(), v.pipe(v.number(), v.finite()), v.null(), BlobValueSchema, IntValueSchema]);
 export type ColumnValue = v.InferOutput<typeof ColumnValueSchema>;
 
 /** SQL identifiers PocketSync accepts for tables and columns: plain, and never its own prefix. */
