@@ -206,6 +206,9 @@ function deviceOf(clock: string): string {
 
 function sameValue(a: ColumnValue | undefined, b: ColumnValue): boolean {
   if (a === undefined) return false;
-  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') return a.$base16.toLowerCase() === b.$base16.toLowerCase();
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
+    if ('$base16' in a && '$base16' in b) return a.$base16.toLowerCase() === b.$base16.toLowerCase();
+    return '$int' in a && '$int' in b && a.$int === b.$int;
+  }
   return a === b;
 }

@@ -323,9 +323,10 @@ function newestOf(change: RowChange): string {
   return Object.values(change.clocks ?? {}).reduce((a, b) => (b > a ? b : a), change.deleteClock ?? '');
 }
 
-/** A wire value as SQLite takes it: BLOBs come as { $base16 }. */
+/** A wire value as SQLite takes it: BLOBs come as { $base16 }, integers beyond 2^53 as { $int }. */
 function fromWire(value: ColumnValue): SqlValue {
   if (value !== null && typeof value === 'object') {
+    if ('$int' in value) return BigInt(value.$int);
     const hex = value.$base16;
     return Uint8Array.from({ length: hex.length / 2 }, (_, i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16));
   }
