@@ -82,3 +82,21 @@ export interface PushResult {
   /** Why the change was rejected (only with 'rejected'). */
   readonly error?: { readonly kind: string; readonly message: string };
 }
+
+/**
+ * A change this device could not sync, kept in its quarantine (`__pocketsync_quarantine`) with
+ * the reason, instead of stopping sync: a remote row the local schema refuses ('remote': a
+ * constraint, a type), or a local change the server rejected ('local'). Reported to the app as an
+ * event and counted in the sync status; everything else goes on.
+ */
+export interface QuarantineEntry {
+  readonly id: number;
+  readonly direction: 'remote' | 'local';
+  readonly table: string;
+  readonly row: string;
+  /** The remote row's seq, or the local change's id. */
+  readonly source: string;
+  readonly error: { readonly kind: string; readonly message: string };
+  /** When it was quarantined (ms since the epoch). */
+  readonly at: number;
+}
