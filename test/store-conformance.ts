@@ -217,6 +217,12 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         expect(out.rows).toMatchObject([{ row: 'r1', values: { title: 'x' } }]);
       });
 
+      it('a resolver sends every pushed row back, even one it left to the strategy', async () => {
+        await fresh();
+        const out = await store.push({ projectId: 'p1', userId: 'alice', deviceId: 'a', deviceCursor: 0, changes: [write('r1', 10, 'a', { title: 'x' }, { op: 'insert' })], resolver: () => undefined });
+        expect(out.rows).toMatchObject([{ row: 'r1', values: { title: 'x' } }]);
+      });
+
       it('an edit that brings back a row deleted elsewhere records the lost delete and returns the whole row', async () => {
         await fresh();
         await by('a', [write('r1', 10, 'a', { y: 'y0', z: 'z0' }, { op: 'insert' })]);
