@@ -20,7 +20,7 @@ import { LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, findProject, HttpPushEnvelopeSchema } from './push.js';
+import { acceptPush, anotherUsersDevice, findProject, HttpPushEnvelopeSchema } from './push.js';
 import { randomHex } from '../worker/random.js';
 import { StrategySchema, type Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
@@ -96,7 +96,7 @@ export function createApp(options: AppOptions): Hono {
     const user = await userOf(c, project);
     const body = parse(HttpPushEnvelopeSchema, await readJson(c));
     if (!(await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId: body.deviceId }))) {
-      throw new ServerError(ErrorKind.Auth, `device ${body.deviceId} belongs to another user of this project: a device id is bound to the user who first used it`);
+      throw anotherUsersDevice(body.deviceId);
     }
     const { out, ack } = await acceptPush(store, {
       projectId: project.id,

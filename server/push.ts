@@ -14,7 +14,7 @@ import { HttpPushSchema, LIMITS, PushSchema } from '../lib/protocol/up.js';
 import * as v from 'valibot';
 import { IdSchema } from '../lib/protocol/values.js';
 import { clockCheck } from './clocks.js';
-import { issueMessage } from './errors.js';
+import { issueMessage, ServerError } from './errors.js';
 import type { Project, PushInput, PushOutput, Store } from './store/store.js';
 
 /** A push's changes as the envelope carries them: a list within the count limit, each parsed later on its own. */
@@ -59,6 +59,11 @@ export async function acceptPush(store: Store, request: PushRequest): Promise<{ 
 function idOf(raw: unknown): string {
   const id = typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined;
   return typeof id === 'string' ? id : '';
+}
+
+/** The refusal of a hello or push naming a device id that Store.touchDevice found bound to another user. */
+export function anotherUsersDevice(deviceId: string): ServerError {
+  return new ServerError(ErrorKind.Auth, `device ${deviceId} belongs to another user of this project: a device id is bound to the user who first used it`);
 }
 
 /** The project named in a URL, or null when there is none (a name that is not an id included). */

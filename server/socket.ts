@@ -21,7 +21,7 @@ import * as v from 'valibot';
 import { HelloSchema, LIMITS, type Hello } from '../lib/protocol/up.js';
 import { verifyUserToken, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, PushEnvelopeSchema } from './push.js';
+import { acceptPush, anotherUsersDevice, PushEnvelopeSchema } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { Resolver } from './merge.js';
 import { scopesOf, type Project, type Store } from './store/store.js';
@@ -93,7 +93,7 @@ export class SyncSocket {
     const user = await verifyUserToken(hello.token, this.#project);
     const claimed = await this.#deps.store.touchDevice({ projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
     if (!claimed) {
-      throw new ServerError(ErrorKind.Auth, `device ${hello.deviceId} belongs to another user of this project: a device id is bound to the user who first used it`);
+      throw anotherUsersDevice(hello.deviceId);
     }
     this.#user = user;
     this.#cursor = hello.cursor;
