@@ -52,8 +52,10 @@ export interface RowChange {
 }
 
 /**
- * A write of the pushing device that lost, whole (column null) or for one column, to the winning
- * side under the named rule.
+ * A write discarded by the merge, whole (column null) or for one column, and the side that won
+ * under the named rule. Usually the pushing device's write (losing op 'insert' | 'update' |
+ * 'delete'); when the pushed write won over a concurrent one the device had not seen, the discarded
+ * side is the row's current value (op 'current'), or a delete the write undid (op 'delete').
  */
 export interface LostWrite {
   readonly table: string;
