@@ -24,6 +24,7 @@
  */
 import type { Database as SqliteDb, PreparedStatement, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
+import { IDENTIFIER } from '../lib/protocol/values.js';
 import type { ExecuteResult, Params, Row, Schema, SqlValue, Where } from '../lib/protocol/worker-api.js';
 import { EngineError, sqliteMessage } from './engine-error.js';
 import { HybridLogicalClock } from './hlc.js';
@@ -58,6 +59,8 @@ interface CachedStatement {
   readonly writes: ReadonlySet<string>;
   /** The statement changes the schema (CREATE, DROP, ALTER). */
   readonly ddl: boolean;
+  /** The statement begins or ends a transaction or savepoint (BEGIN, COMMIT, SAVEPOINT, ...). */
+  readonly transaction: boolean;
 }
 
 interface TableMeta {
@@ -81,8 +84,10 @@ const SQLITE_DROP_TRIGGER = 16;
 const SQLITE_DROP_VIEW = 17;
 const SQLITE_INSERT = 18;
 const SQLITE_READ = 20;
+const SQLITE_TRANSACTION = 22;
 const SQLITE_UPDATE = 23;
 const SQLITE_ALTER_TABLE = 26;
+const SQLITE_SAVEPOINT = 32;
 const DDL_ACTIONS = new Set([
   SQLITE_CREATE_INDEX, SQLITE_CREATE_TABLE, SQLITE_CREATE_TRIGGER, SQLITE_CREATE_VIEW, SQLITE_DROP_INDEX,
   SQLITE_DROP_TABLE, SQLITE_DROP_TRIGGER, SQLITE_DROP_VIEW, SQLITE_ALTER_TABLE,
@@ -117,7 +122,7 @@ export class Engine {
   readonly #versions = new Map<string, number>();
   #capturing = true;
   readonly #functionPointers: number[] = [];
-  #collector: { reads: Set<string>; writes: Set<string>; ddl: boolean } | null = null;
+  #collector: { reads: Set<string>; writes: Set<string>; ddl: boolean; transaction: boolean } | null = null;
   #schemaVersion = 0;
   /** The schema changed inside the current transaction: a rollback must re-read table metadata. */
   #schemaChangedInTx = false;
@@ -221,12 +226,12 @@ export class Engine {
   }
 
   begin(): void {
-    this.#run('BEGIN IMMEDIATE');
+    this.#run('BEGIN IMMEDIATE', undefined, { control: true });
     this.#schemaChangedInTx = false;
   }
 
   commit(): void {
-    this.#run('COMMIT');
+    this.#run('COMMIT', undefined, { control: true });
     this.#schemaChangedInTx = false;
   }
 
@@ -312,6 +317,7 @@ export class Engine {
         const collector = this.#collector;
         if (collector === null) return 0;
         if (action === SQLITE_READ && arg1) collector.reads.add(arg1);
+        else if (action === SQLITE_TRANSACTION || action === SQLITE_SAVEPOINT) collector.transaction = true;
         else if ((action === SQLITE_INSERT || action === SQLITE_UPDATE || action === SQLITE_DELETE) && arg1) {
           collector.writes.add(arg1);
         } else if (DDL_ACTIONS.has(action)) {
@@ -342,7 +348,7 @@ export class Engine {
       this.#statements.set(sql, cached);
       return cached;
     }
-    const collector = { reads: new Set<string>(), writes: new Set<string>(), ddl: false };
+    const collector = { reads: new Set<string>(), writes: new Set<string>(), ddl: false, transaction: false };
     this.#collector = collector;
     let stmt: PreparedStatement;
     try {
@@ -352,7 +358,7 @@ export class Engine {
     } finally {
       this.#collector = null;
     }
-    const entry: CachedStatement = { stmt, reads: collector.reads, writes: collector.writes, ddl: collector.ddl };
+    const entry: CachedStatement = { stmt, reads: collector.reads, writes: collector.writes, ddl: collector.ddl, transaction: collector.transaction };
     // DDL statements are not kept: they run once, and change the schema under everything cached.
     if (!entry.ddl) {
       this.#statements.set(sql, entry);
@@ -370,7 +376,13 @@ export class Engine {
     this.#statements.clear();
   }
 
-  #run(sql: string, params?: Params): ExecuteResult {
+  /**
+   * Runs SQL of the app or of the engine. Transaction control (`control`) is the engine's own: the
+   * app's BEGIN / COMMIT / SAVEPOINT would open a transaction that the transaction gate
+   * (worker-api.ts) and the sync loop do not know about, so the sync loop could push rows later
+   * rolled back, and a remote batch would fail to begin its own.
+   */
+  #run(sql: string, params?: Params, { control = false }: { control?: boolean } = {}): ExecuteResult {
     if (this.#closed) throw new EngineError(ErrorKind.Closed, 'the database is closed');
     if (!this.#statements.has(sql)) {
       const statements = splitStatements(this.#sqlite3, sql);
@@ -380,6 +392,12 @@ export class Engine {
       }
     }
     const entry = this.#prepare(sql);
+    if (entry.transaction && !control) {
+      throw new EngineError(
+        ErrorKind.Invalid,
+        'transaction statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE) cannot be run with execute(); use db.transaction() to run several statements atomically',
+      );
+    }
     if (entry.ddl) return this.#runDdl(entry, params);
     return this.#step(entry, params);
   }
@@ -535,6 +553,7 @@ export class Engine {
     this.#loadTables({ tolerateMissing });
     for (const meta of this.#tables.values()) {
       if (!meta.synced) continue;
+      checkWireNames(meta.info);
       this.#backfill(meta.info);
       db.exec(createTriggersSql(meta.info, this.deviceId));
     }
@@ -687,6 +706,24 @@ export class Engine {
     return [columns.map((c) => `${quoteIdentifier(c)} IS ?`).join(' AND '), entries.map(([, v]) => v)];
   }
 }
+
+/**
+ * A synced table's name and columns travel in every change; the server refuses names outside the
+ * wire's identifiers (lib/protocol/values.ts), and would refuse every change of the table forever.
+ */
+function checkWireNames(info: TableInfo): void {
+  const fix = 'rename it, or leave the table out of sync with the `tables` option';
+  if (!IDENTIFIER.test(info.name)) {
+    throw new EngineError(ErrorKind.Schema, `table ${JSON.stringify(info.name)} cannot be synced: ${IDENTIFIER_RULE}; ${fix}`);
+  }
+  for (const column of info.columns) {
+    if (!IDENTIFIER.test(column)) {
+      throw new EngineError(ErrorKind.Schema, `column ${JSON.stringify(column)} of table ${info.name} cannot be synced: ${IDENTIFIER_RULE}; ${fix}`);
+    }
+  }
+}
+
+const IDENTIFIER_RULE = 'a synced name must be letters, digits and _, not start with a digit, and have at most 63 characters';
 
 /** A 64-bit integer as a number when that is exact, else as a bigint. */
 function safeInteger(value: number | bigint): number | bigint {

@@ -44,6 +44,9 @@ export const GLOBAL_ID_COLUMN = 'ps_global_id';
  */
 export const NEW_GLOBAL_ID_SQL = "printf('%012x', CAST(unixepoch('subsec') * 1000 AS INTEGER)) || lower(hex(randomblob(10)))";
 
+/** The largest integer a JSON number holds exactly (Number.MAX_SAFE_INTEGER). */
+const MAX_EXACT_INTEGER = Number.MAX_SAFE_INTEGER;
+
 const TRIGGER_KINDS = ['insert', 'insert_without_id', 'update', 'delete'] as const;
 
 export function triggerNames(table: string): string[] {
@@ -57,13 +60,18 @@ export function globalIdIndexName(table: string): string {
 }
 
 /**
- * JSON of a row's columns (`NEW.`, `OLD.` or plain references); BLOBs, which JSON cannot hold,
- * become {"$base16": hex}.
+ * JSON of a row's columns (`NEW.`, `OLD.` or plain references) in the wire's value form
+ * (lib/protocol/values.ts): BLOBs, which JSON cannot hold, become {"$base16": hex}, and integers a
+ * JSON number (a double) would round, beyond ±(2^53 - 1), become {"$int": "<decimal>"}.
  */
 export function rowJsonSql(columns: readonly string[], ref: 'NEW.' | 'OLD.' | '', extra: string[] = []): string {
   const pairs = columns.map((column) => {
     const value = `${ref}${id(column)}`;
-    return `${lit(column)}, CASE typeof(${value}) WHEN 'blob' THEN json_object('$base16', hex(${value})) ELSE ${value} END`;
+    return (
+      `${lit(column)}, CASE typeof(${value}) WHEN 'blob' THEN json_object('$base16', hex(${value})) ` +
+      `WHEN 'integer' THEN CASE WHEN ${value} BETWEEN ${-MAX_EXACT_INTEGER} AND ${MAX_EXACT_INTEGER} THEN ${value} ` +
+      `ELSE json_object('$int', CAST(${value} AS TEXT)) END ELSE ${value} END`
+    );
   });
   return `json_object(${[...pairs, ...extra].join(', ')})`;
 }
