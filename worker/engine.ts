@@ -30,6 +30,7 @@ import { EngineError, sqliteMessage } from './engine-error.js';
 import { HybridLogicalClock } from './hlc.js';
 import { randomHex } from './random.js';
 import { RawSqlite } from './raw-sqlite.js';
+import { registerKeyIdFunction } from './row-identity.js';
 import { isSystemName, quoteIdentifier, SYSTEM_PREFIX } from './sql.js';
 import { SYSTEM_TABLES_SQL } from './system-tables.js';
 import {
@@ -37,11 +38,16 @@ import {
   GLOBAL_ID_COLUMN,
   GLOBAL_ID_INDEX_SUFFIX,
   globalIdIndexName,
+  keyIdSql,
+  keyOnlyIdSql,
   NEW_GLOBAL_ID_SQL,
   recordChangeSql,
   rowJsonSql,
   type TableInfo,
 } from './triggers.js';
+
+/** lib/protocol/values.ts IdSchema: what the wire accepts as a row id. */
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface EngineOptions {
   /** The device id to adopt when the database has none yet. */
@@ -192,19 +198,33 @@ export class Engine {
     const meta = this.#table(table);
     const columns = definedKeys(values);
     const params = columns.map((c) => values[c] as SqlValue);
-    let gid: string | null = null;
-    if (meta.synced) {
-      const at = columns.indexOf(GLOBAL_ID_COLUMN);
-      const given = at >= 0 ? params[at] : null;
-      if (given === null) {
-        gid = newGlobalId();
-        if (at >= 0) params[at] = gid;
-        else {
-          columns.push(GLOBAL_ID_COLUMN);
-          params.push(gid);
-        }
-      } else if (typeof given === 'string' && given.length > 0) gid = given;
-      else throw new EngineError(ErrorKind.Invalid, `${GLOBAL_ID_COLUMN} must be a non-empty string`);
+    if (!meta.synced) {
+      this.#run(this.#insertSql(meta, columns), params);
+      return null;
+    }
+    const at = columns.indexOf(GLOBAL_ID_COLUMN);
+    const given = at >= 0 ? params[at] : null;
+    if (given !== null && (typeof given !== 'string' || !ID.test(given))) {
+      throw new EngineError(ErrorKind.Invalid, `${GLOBAL_ID_COLUMN} must be 1-64 characters of A-Z a-z 0-9 _ -`);
+    }
+    const key = meta.info.identityKey;
+    if (key !== null) {
+      // The triggers give the row its key's id (and a random one when the key holds a NULL).
+      const result = this.#run(this.#insertSql(meta, columns, key), params);
+      const derived = result.rows[0]?.[GLOBAL_ID_COLUMN];
+      if (typeof derived === 'string') return derived;
+      if (given !== null) return given;
+      const stored = this.#db.selectValue(`SELECT ${GLOBAL_ID_COLUMN} FROM ${quoteIdentifier(table)} WHERE rowid = ?`, [result.lastInsertRowid]);
+      return text(stored);
+    }
+    let gid = given;
+    if (gid === null) {
+      gid = newGlobalId();
+      if (at >= 0) params[at] = gid;
+      else {
+        columns.push(GLOBAL_ID_COLUMN);
+        params.push(gid);
+      }
     }
     this.#run(this.#insertSql(meta, columns), params);
     return gid;
@@ -304,7 +324,7 @@ export class Engine {
       this.#versions.set(table, next);
       raw.exports.sqlite3_result_int64(ctx, BigInt(next));
     });
-    this.#functionPointers.push(capturing, tick, version);
+    this.#functionPointers.push(capturing, tick, version, registerKeyIdFunction(this.#sqlite3, this.#pointer));
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_capturing', 0, capi.SQLITE_UTF8, 0, capturing, 0, 0, 0);
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_tick', 0, capi.SQLITE_UTF8, 0, tick, 0, 0, 0);
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_version', 1, capi.SQLITE_UTF8, 0, version, 0, 0, 0);
@@ -599,7 +619,7 @@ export class Engine {
   }
 
   #tableInfo(name: string, id: number): TableInfo {
-    const columns = this.#db.selectObjects('SELECT name, pk, hidden FROM pragma_table_xinfo(?)', [name]);
+    const columns = this.#db.selectObjects('SELECT name, type, pk, hidden FROM pragma_table_xinfo(?)', [name]);
     const names = new Set(columns.map((c) => text(c.name)));
     const withoutRowid = Boolean(this.#db.selectValue("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", [name]));
     const keyColumns = columns
@@ -617,6 +637,7 @@ export class Engine {
       columns: columns.filter((c) => Number(c.hidden) === 0 && c.name !== GLOBAL_ID_COLUMN).map((c) => text(c.name)),
       rowidAlias,
       withoutRowidKey: withoutRowid ? keyColumns : null,
+      identityKey: withoutRowid || (keyColumns.length > 0 && !isRowidAlias(columns, keyColumns)) ? keyColumns : null,
     };
   }
 
@@ -642,7 +663,8 @@ export class Engine {
     const db = this.#db;
     const t = quoteIdentifier(info.name);
     const ids = db.selectValues(
-      `UPDATE ${t} SET ${GLOBAL_ID_COLUMN} = ${NEW_GLOBAL_ID_SQL} WHERE ${GLOBAL_ID_COLUMN} IS NULL RETURNING ${GLOBAL_ID_COLUMN}`,
+      `UPDATE ${t} SET ${GLOBAL_ID_COLUMN} = ${info.identityKey === null ? NEW_GLOBAL_ID_SQL : keyIdSql(info.identityKey, '')}
+       WHERE ${GLOBAL_ID_COLUMN} IS NULL RETURNING ${GLOBAL_ID_COLUMN}`,
     );
     if (ids.length === 0) return;
     const record = db.prepare(
@@ -671,8 +693,11 @@ export class Engine {
     return columns;
   }
 
-  /** The INSERT statement for a table and column list, built (and checked) once per shape. */
-  #insertSql(meta: TableMeta, columns: string[]): string {
+  /**
+   * The INSERT statement for a table and column list, built (and checked) once per shape; for a keyed
+   * table it returns the id its key gives the row.
+   */
+  #insertSql(meta: TableMeta, columns: string[], identityKey: readonly string[] | null = null): string {
     const key = `${meta.info.name}\u0000${columns.join('\u0000')}`;
     let sql = this.#insertStatements.get(key);
     if (sql === undefined) {
@@ -683,6 +708,7 @@ export class Engine {
         columns.length === 0
           ? `INSERT INTO ${t} DEFAULT VALUES`
           : `INSERT INTO ${t} (${columns.map(quoteIdentifier).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
+      if (identityKey !== null) sql += ` RETURNING ${keyOnlyIdSql(identityKey, '')} AS ${GLOBAL_ID_COLUMN}`;
       if (this.#insertStatements.size >= STATEMENT_CACHE_SIZE) this.#insertStatements.clear();
       this.#insertStatements.set(key, sql);
     }
@@ -724,6 +750,16 @@ function checkWireNames(info: TableInfo): void {
 }
 
 const IDENTIFIER_RULE = 'a synced name must be letters, digits and _, not start with a digit, and have at most 63 characters';
+
+/**
+ * A rowid table's single INTEGER PRIMARY KEY column is its rowid under another name (exactly the
+ * declared type INTEGER, as SQLite decides it): a local row number, not an identity.
+ */
+function isRowidAlias(columns: ReadonlyArray<Record<string, unknown>>, key: readonly string[]): boolean {
+  if (key.length !== 1) return false;
+  const column = columns.find((c) => c.name === key[0]);
+  return typeof column?.type === 'string' && column.type.toUpperCase() === 'INTEGER';
+}
 
 /** A 64-bit integer as a number when that is exact, else as a bigint. */
 function safeInteger(value: number | bigint): number | bigint {
