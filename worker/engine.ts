@@ -29,6 +29,7 @@ import type { ExecuteResult, Params, Row, Schema, SqlValue, Where } from '../lib
 import { EngineError, sqliteMessage } from './engine-error.js';
 import { HybridLogicalClock } from './hlc.js';
 import { randomHex } from './random.js';
+import { restoreIdentities, snapshotIdentities, type IdentitySnapshot } from './migrations.js';
 import { RawSqlite } from './raw-sqlite.js';
 import { registerKeyIdFunction } from './row-identity.js';
 import { isSystemName, quoteIdentifier, SYSTEM_PREFIX } from './sql.js';
@@ -133,6 +134,8 @@ export class Engine {
   /** The schema changed inside the current transaction: a rollback must re-read table metadata. */
   #schemaChangedInTx = false;
   #closed = false;
+  /** Ids taken before a migration's steps, restored by the capture install that follows. */
+  #identitySnapshot: IdentitySnapshot[] | null = null;
   readonly #only: readonly string[] | undefined;
 
   /** Opens the engine on `db`: system tables, migrations, capture. Throws EngineError. */
@@ -523,6 +526,8 @@ export class Engine {
         if (pending.length > 0) {
           // Triggers would block DROP COLUMN and capture the migration's own data fixes; they are
           // re-created below, and rows a migration inserted get their ps_global_id and sync then.
+          // Rows of a table the migration rebuilds get their own ids back (migrations.ts).
+          this.#identitySnapshot = snapshotIdentities(db, this.#identifiedTables());
           this.#dropAllTriggers();
           for (const step of pending) {
             for (const sql of step.sql) {
@@ -541,6 +546,7 @@ export class Engine {
       db.exec('COMMIT');
     } catch (error) {
       db.exec('ROLLBACK');
+      this.#identitySnapshot = null;
       if (error instanceof EngineError) throw error;
       throw new EngineError(ErrorKind.Schema, sqliteMessage(error));
     }
@@ -571,6 +577,14 @@ export class Engine {
       });
     }
     this.#loadTables({ tolerateMissing });
+    const snapshot = this.#identitySnapshot;
+    if (snapshot !== null) {
+      this.#identitySnapshot = null;
+      restoreIdentities(db, snapshot, (name) => {
+        const meta = this.#tables.get(name);
+        return meta?.synced === true ? meta.info : null;
+      });
+    }
     for (const meta of this.#tables.values()) {
       if (!meta.synced) continue;
       checkWireNames(meta.info);
@@ -578,6 +592,13 @@ export class Engine {
       db.exec(createTriggersSql(meta.info, this.deviceId));
     }
     this.#clearStatements();
+  }
+
+  /** Synced tables as they are now that already carry ps_global_id (before a migration). */
+  #identifiedTables(): TableInfo[] {
+    return this.#syncedNames(true)
+      .filter((name) => this.#db.selectValue('SELECT 1 FROM pragma_table_xinfo(?) WHERE name = ?', [name, GLOBAL_ID_COLUMN]) !== undefined)
+      .map((name) => this.#tableInfo(name, 0));
   }
 
   #userTables(): string[] {
@@ -638,6 +659,7 @@ export class Engine {
       rowidAlias,
       withoutRowidKey: withoutRowid ? keyColumns : null,
       identityKey: withoutRowid || (keyColumns.length > 0 && !isRowidAlias(columns, keyColumns)) ? keyColumns : null,
+      stableKey: keyColumns.length > 0 ? keyColumns : null,
     };
   }
 

@@ -37,6 +37,8 @@ export interface TableInfo {
    * ps_global_id is derived from. Null for a rowid table (INTEGER PRIMARY KEY, or no key).
    */
   readonly identityKey: readonly string[] | null;
+  /** Columns that find a row again after a table rebuild: identityKey, or the INTEGER PRIMARY KEY. */
+  readonly stableKey: readonly string[] | null;
 }
 
 export const GLOBAL_ID_COLUMN = 'ps_global_id';
