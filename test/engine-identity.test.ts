@@ -125,6 +125,23 @@ describe('tables with a declared non-rowid key', () => {
   });
 });
 
+describe('rowIdentity()', () => {
+  it('tells the sync code which tables are keyed and which key is a local row number', async () => {
+    const engine = await openEngine(
+      { tables: ['todos', 'log', 'settings', 'counters', 'members'] },
+      `CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT); CREATE TABLE log (line TEXT);
+       CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT); CREATE TABLE counters (id INTEGER PRIMARY KEY, n INTEGER) WITHOUT ROWID;
+       CREATE TABLE members (team TEXT, person INTEGER, PRIMARY KEY (team, person)); CREATE TABLE local (x TEXT);`,
+    );
+    expect(engine.rowIdentity('todos')).toEqual({ key: null, localKey: 'id' });
+    expect(engine.rowIdentity('log')).toEqual({ key: null, localKey: null });
+    expect(engine.rowIdentity('settings')).toEqual({ key: ['key'], localKey: null });
+    expect(engine.rowIdentity('counters')).toEqual({ key: ['id'], localKey: null });
+    expect(engine.rowIdentity('members')).toEqual({ key: ['team', 'person'], localKey: null });
+    expect(engine.rowIdentity('local')).toBeNull();
+  });
+});
+
 describe('rowid tables', () => {
   it('keep random time-first ids for INTEGER PRIMARY KEY and keyless tables', async () => {
     const setup = 'CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT); CREATE TABLE log (line TEXT)';

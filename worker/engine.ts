@@ -60,6 +60,11 @@ export interface EngineOptions {
   readonly time?: () => number;
 }
 
+export interface RowIdentity {
+  readonly key: readonly string[] | null;
+  readonly localKey: string | null;
+}
+
 interface CachedStatement {
   readonly stmt: PreparedStatement;
   readonly reads: ReadonlySet<string>;
@@ -178,6 +183,19 @@ export class Engine {
 
   get syncedTables(): string[] {
     return [...this.#tables.values()].filter((t) => t.synced).map((t) => t.info.name);
+  }
+
+  /**
+   * How a synced table's rows are identified across devices (row-identity.ts), null for a table that
+   * does not sync: `key`, the primary-key columns its ps_global_id is derived from (null for a rowid
+   * table); `localKey`, a rowid table's INTEGER PRIMARY KEY, a local row number each device hands
+   * out itself (null when there is none, and for every keyed table, WITHOUT ROWID ones included).
+   */
+  rowIdentity(table: string): RowIdentity | null {
+    const meta = this.#tables.get(table);
+    if (meta?.synced !== true) return null;
+    const { identityKey, stableKey } = meta.info;
+    return { key: identityKey, localKey: identityKey === null && stableKey !== null ? (stableKey[0] ?? null) : null };
   }
 
   get inTransaction(): boolean {
