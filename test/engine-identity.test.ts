@@ -104,6 +104,18 @@ describe('tables with a declared non-rowid key', () => {
     expect(engine.query('SELECT key, ps_global_id FROM settings')).toEqual([{ key: 'new', ps_global_id: keyIdentity(['new']) }]);
   });
 
+  it('moves a WITHOUT ROWID row with a composite key to its new identity when part of the key changes', async () => {
+    const engine = await openEngine({}, 'CREATE TABLE s (a TEXT, b INTEGER, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID');
+    engine.execute("INSERT INTO s (a, b, v) VALUES ('x', 1, 'v')");
+    engine.execute("UPDATE s SET b = 2 WHERE a = 'x'");
+    expect(changes(engine).map((c) => [c.operation, c.ps_global_id])).toEqual([
+      ['insert', keyIdentity(['x', 1n])],
+      ['delete', keyIdentity(['x', 1n])],
+      ['insert', keyIdentity(['x', 2n])],
+    ]);
+    expect(gidOf(engine, 'SELECT ps_global_id FROM s')).toEqual([keyIdentity(['x', 2n])]);
+  });
+
   it('keeps the id a remote row carries, and derives one when it has none', async () => {
     const engine = await openEngine({}, 'CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)');
     engine.applyWithoutCapture(() => {

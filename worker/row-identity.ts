@@ -15,6 +15,9 @@
  * a UNIQUE key treats as equal encode the same (an integral REAL as the integer it equals, -0.0 as
  * 0), values it tells apart encode differently (the integer 1, the text '1' and the blob x'31').
  * Text is encoded as its UTF-8 bytes: a key declared COLLATE NOCASE still tells 'A' from 'a' here.
+ * An encoding under 16 bytes (most single keys) is one block, and MurmurHash3 maps the blocks of one
+ * length one to one onto its 128-bit output: such keys never collide (their ids may repeat a 32-bit
+ * word, from state words no input byte reached).
  *
  * ps_key_id(k1, k2, ...) (NULL when a key value is NULL) is registered as a SQL function so that the triggers assign
  * the id on every insert path (the typed API, raw SQL, migrations, rows backfilled at open), and
