@@ -21,6 +21,12 @@
  *   so applying remote changes never records local ones.
  * - `recursive_triggers` is on, so that the delete an INSERT OR REPLACE performs fires the delete
  *   trigger and is captured like any other delete.
+ * - The app's own transaction statements (BEGIN, COMMIT, SAVEPOINT, ...) are refused, known from the
+ *   authorizer's transaction and savepoint actions: a transaction the caller's gate does not know
+ *   about would let the sync loop push rows later rolled back. begin()/commit() are the way in.
+ * - Row identity (row-identity.ts): a table with a declared non-rowid key gets ids derived from its
+ *   key, a rowid table random ones; a migration that rebuilds a table gives its rows their ids back
+ *   (migrations.ts).
  */
 import type { Database as SqliteDb, PreparedStatement, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
