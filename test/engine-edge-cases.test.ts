@@ -44,6 +44,15 @@ describe('odd schemas', () => {
     expect(engine.syncedTables).toEqual(['todos']);
   });
 
+  it('refuses a ps_global_id from the typed API that the wire cannot carry (defect 2)', async () => {
+    const engine = await openEngine({ schema: todoSchema });
+    for (const bad of ['has space', 'x'.repeat(65), 'é', '']) {
+      expect(() => engine.insert('todos', { title: 'x', ps_global_id: bad })).toThrow(expect.objectContaining({ kind: ErrorKind.Invalid }));
+    }
+    expect(engine.insert('todos', { title: 'x', ps_global_id: 'app_id-1' })).toBe('app_id-1');
+    expect(changes(engine)).toHaveLength(1);
+  });
+
   it('refuses a synced table created at runtime with a name the wire cannot carry, and undoes it', async () => {
     const engine = await openEngine({ schema: todoSchema });
     expect(() => engine.execute('CREATE TABLE "my-notes" (body TEXT)')).toThrow(expect.objectContaining({ kind: ErrorKind.Schema }));
