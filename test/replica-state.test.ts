@@ -176,3 +176,31 @@ describe('base', () => {
     }
   });
 });
+
+describe('a clock set right after it ran fast', () => {
+  it('restamps the pending changes, keeping their bases and every clock received', async () => {
+    const db = await database();
+    try {
+      const now = Date.now();
+      const fast = db.open(todoSchema, () => now + 2 * 60 * 60_000);
+      const before = new Replica(fast);
+      fast.insert('todos', { title: 'at 0' });
+      const received = now + 30 * 60_000; // another device's stamp, within the server's cap
+      before.apply([row(5, 'todos', 't1', { id: 1, title: 'x', done: 0 }, received)], 5);
+      fast.insert('todos', { title: 'at 5' });
+      const engine = db.open(todoSchema, () => now);
+      const replica = new Replica(engine);
+      expect(replica.restampIfAhead(now + 60 * 60_000)).toBe(true);
+      const pending = replica.pending(10);
+      expect(pending.map((c) => c.base)).toEqual([0, 5]);
+      for (const change of pending) {
+        expect(change.clock > clock(received, '')).toBe(true);
+        expect(change.clock < clock(now + 60 * 60_000, '')).toBe(true);
+      }
+      engine.insert('todos', { title: 'after' });
+      expect(replica.pending(10).map((c) => c.base)).toEqual([0, 5, 5]);
+    } finally {
+      db.close();
+    }
+  });
+});

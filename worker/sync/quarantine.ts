@@ -43,6 +43,7 @@ export class Quarantine {
 
   /** The (table, row) keys of the remote entries among `changes`' rows (one query per batch). */
   remoteKeysOf(changes: readonly RowChange[]): Set<string> {
+    if (this.#engine.query("SELECT 1 AS x FROM __pocketsync_quarantine WHERE direction = 'remote' LIMIT 1").length === 0) return new Set();
     const rows = this.#engine.query(
       `SELECT table_name, ps_global_id FROM __pocketsync_quarantine
        WHERE direction = 'remote' AND ps_global_id IN (SELECT value FROM json_each(?))`,

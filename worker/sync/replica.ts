@@ -74,6 +74,16 @@ const BASES_SQL = `
 SELECT id, coalesce((SELECT m.cursor FROM __pocketsync_cursor_marks AS m WHERE m.clock < c.clock ORDER BY m.clock DESC LIMIT 1), 0) AS base
 FROM __pocketsync_changes AS c ORDER BY id`;
 
+/** Keeps ?1 as the newest clock seen, when it is. */
+const KEEP_CLOCK_SQL = 'UPDATE __pocketsync_device_state SET last_clock = ?1 WHERE id = 1 AND (last_clock IS NULL OR last_clock < ?1)';
+
+/**
+ * Keeps ?1 as the newest clock received from other devices, when it is: last_clock also holds this
+ * device's own stamps, which restampIfAhead may have to forget, but never what it received.
+ */
+const KEEP_RECEIVED_SQL = `INSERT INTO __pocketsync_replica_state (key, value) VALUES ('received_clock', ?1)
+  ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value < excluded.value`;
+
 /** Marks no pending change needs: all but the latest one before the oldest pending change. */
 const PRUNE_MARKS_SQL = `
 DELETE FROM __pocketsync_cursor_marks WHERE clock < (
@@ -124,13 +134,16 @@ export class Replica {
    * `latest` (its physical time plus the server's drift cap), the server refuses them, and the
    * clock, which never goes back, would keep stamping ahead until real time caught up. The pending
    * changes never reached the server (it refused them whole), so they are stamped again, in order,
-   * from the physical clock (or the newest stored clock, when that is not ahead), keeping each
-   * one's base, and the clock and the device state's last clock restart there. Returns whether it did.
+   * from the physical clock (or the newest clock received from other devices, when that is not
+   * ahead), keeping each one's base, and the clock and the device state's last clock restart there.
+   * Returns whether it did.
    */
   restampIfAhead(latest: number): boolean {
     const engine = this.#engine;
     const [state] = engine.query(
-      'SELECT (SELECT max(clock) FROM __pocketsync_changes) AS own, last_clock AS stored FROM __pocketsync_device_state WHERE id = 1',
+      `SELECT (SELECT max(clock) FROM __pocketsync_changes) AS own, last_clock AS stored,
+         (SELECT value FROM __pocketsync_replica_state WHERE key = 'received_clock') AS received
+       FROM __pocketsync_device_state WHERE id = 1`,
     );
     const ahead = (clock: unknown) => typeof clock === 'string' && parseClock(clock).wall > latest;
     if (!ahead(state?.own) && !ahead(state?.stored)) return false;
@@ -138,7 +151,8 @@ export class Replica {
       const bases = engine.query(BASES_SQL).map((row) => ({ id: Number(row.id), base: Number(row.base) }));
       const cursor = this.cursor;
       engine.clock.restart();
-      if (typeof state?.stored === 'string' && !ahead(state.stored)) engine.clock.receive(state.stored);
+      // What it saw from other devices (the server took those stamps) still comes before its next one.
+      for (const clock of [state?.stored, state?.received]) if (typeof clock === 'string' && !ahead(clock)) engine.clock.receive(clock);
       engine.execute('DELETE FROM __pocketsync_cursor_marks');
       let previous: number | undefined;
       for (const { id, base } of bases) {
@@ -251,8 +265,11 @@ export class Replica {
       if (cursor > applied) {
         const engine = this.#engine;
         engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
-        // Edits from now on were made at this cursor: their clocks are all after this one.
-        engine.execute('INSERT OR REPLACE INTO __pocketsync_cursor_marks (clock, cursor) VALUES (?, ?)', [engine.clock.now(), cursor]);
+        // Edits from now on were made at this cursor: their clocks are all after this one, also
+        // after a reload, since the device state keeps it as the newest clock seen.
+        const mark = engine.clock.now();
+        engine.execute('INSERT OR REPLACE INTO __pocketsync_cursor_marks (clock, cursor) VALUES (?, ?)', [mark, cursor]);
+        engine.execute(KEEP_CLOCK_SQL, [mark]);
         engine.execute(PRUNE_MARKS_SQL);
       }
     });
@@ -262,12 +279,14 @@ export class Replica {
   /**
    * After the schema changed (a migration, or DDL at runtime): applies what the stash holds for
    * tables and columns the schema now has, and retries the quarantined remote rows, in one
-   * transaction. Returns the entries quarantined by it (a row still refused gets a new entry).
+   * transaction. Returns the entries newly quarantined by it (a row still refused keeps its place
+   * in the quarantine, under a new entry id, and is not returned again).
    */
   afterSchemaChange(): QuarantineEntry[] {
     const engine = this.#engine;
     let out: QuarantineEntry[] = [];
     this.#transaction(() => {
+      const before = new Set(this.#quarantine.list().filter((e) => e.direction === 'remote').map((e) => rowKey(e.table, e.row)));
       const partial = new Set<RowChange>();
       const stashed = this.#stash.take(new Set(engine.syncedTables)).map((entry) => {
         const change: RowChange = { seq: entry.seq, table: entry.table, row: entry.row, deleted: false, values: entry.values, clocks: entry.clocks };
@@ -275,7 +294,7 @@ export class Replica {
         return change;
       });
       const changes = [...this.#quarantine.takeRemote(), ...stashed].sort((a, b) => a.seq - b.seq);
-      out = this.#applyRows(changes, partial);
+      out = this.#applyRows(changes, partial).filter((entry) => !before.has(rowKey(entry.table, entry.row)));
       this.#setState('schema_version', engine.schemaVersion);
     });
     return out;
@@ -378,7 +397,8 @@ export class Replica {
     // device state too, where the engine restores its clock from after a reload.
     if (newest !== '') {
       engine.clock.receive(newest);
-      engine.execute('UPDATE __pocketsync_device_state SET last_clock = ?1 WHERE id = 1 AND (last_clock IS NULL OR last_clock < ?1)', [newest]);
+      engine.execute(KEEP_CLOCK_SQL, [newest]);
+      engine.execute(KEEP_RECEIVED_SQL, [newest]);
     }
     return engine.applyWithoutCapture(() => {
       const whole = this.#batch(changes);

@@ -30,6 +30,7 @@ export class Stash {
 
   /** The (table, row) keys stashed among `changes`' rows (one query per batch). */
   keysOf(changes: readonly RowChange[]): Set<string> {
+    if (this.#engine.query('SELECT 1 AS x FROM __pocketsync_stash LIMIT 1').length === 0) return new Set();
     const rows = this.#engine.query('SELECT table_name, ps_global_id FROM __pocketsync_stash WHERE ps_global_id IN (SELECT value FROM json_each(?))', [
       JSON.stringify(changes.map((change) => change.row)),
     ]);
