@@ -86,6 +86,14 @@ describe('a remote row the local schema refuses', () => {
     expect(replica.cursor).toBe(6);
   });
 
+  it('quarantines a row the server holds with no values (an update of a row id nobody inserted)', async () => {
+    const engine = await openEngine({ schema: todoSchema });
+    const replica = new Replica(engine);
+    const out = replica.apply([{ seq: 1, table: 'todos', row: 'ghost', deleted: false, values: {}, clocks: {} }, row(2, 'todos', 't2', { id: 9, title: 'real', done: 0 })], 2);
+    expect(out).toMatchObject([{ row: 'ghost', error: { kind: 'database', message: expect.stringMatching(/NOT NULL/) } }]);
+    expect(engine.query('SELECT ps_global_id, title FROM todos')).toEqual([{ ps_global_id: 't2', title: 'real' }]);
+  });
+
   it('is superseded by a later remote state of the same row', async () => {
     const engine = await openEngine({ schema: usersSchema });
     const replica = new Replica(engine);
