@@ -94,6 +94,24 @@ describe('a remote row the local schema refuses', () => {
     expect(engine.query('SELECT ps_global_id, title FROM todos')).toEqual([{ ps_global_id: 't2', title: 'real' }]);
   });
 
+  it('is tried again after a later batch brings what it was missing (a parent row)', async () => {
+    const engine = await openEngine(
+      {
+        schema: {
+          version: 1,
+          migrations: [{ version: 1, sql: ['CREATE TABLE lists (id INTEGER PRIMARY KEY, name TEXT)', 'CREATE TABLE items (id INTEGER PRIMARY KEY, list TEXT REFERENCES lists (ps_global_id))'] }],
+        },
+      },
+      'PRAGMA foreign_keys = ON',
+    );
+    const replica = new Replica(engine);
+    // The parent was edited after the child was made: its state comes at a later seq.
+    expect(replica.apply([row(3, 'items', 'i1', { id: 1, list: 'l1' })], 3)).toHaveLength(1);
+    expect(replica.apply([row(7, 'lists', 'l1', { id: 1, name: 'renamed' })], 7)).toEqual([]);
+    expect(replica.quarantineCount()).toBe(0);
+    expect(engine.query('SELECT ps_global_id, list FROM items')).toEqual([{ ps_global_id: 'i1', list: 'l1' }]);
+  });
+
   it('is superseded by a later remote state of the same row', async () => {
     const engine = await openEngine({ schema: usersSchema });
     const replica = new Replica(engine);

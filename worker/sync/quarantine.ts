@@ -57,10 +57,14 @@ export class Quarantine {
     this.#engine.execute("DELETE FROM __pocketsync_quarantine WHERE direction = 'remote' AND ps_global_id = ? AND table_name = ?", [row, table]);
   }
 
-  /** Removes every remote entry and returns their rows, in seq order, to be applied again. */
-  takeRemote(): RowChange[] {
-    const rows = this.#engine.query("DELETE FROM __pocketsync_quarantine WHERE direction = 'remote' RETURNING change");
-    return rows.map((row) => JSON.parse(String(row.change)) as RowChange).sort((a, b) => a.seq - b.seq);
+  /** The remote entries' rows, oldest seq first, at most `limit`, with their entry ids. */
+  remote(limit: number): { readonly id: number; readonly change: RowChange }[] {
+    const rows = this.#engine.query("SELECT id, change FROM __pocketsync_quarantine WHERE direction = 'remote' ORDER BY CAST(source AS INTEGER), id LIMIT ?", [limit]);
+    return rows.map((row) => ({ id: Number(row.id), change: JSON.parse(String(row.change)) as RowChange }));
+  }
+
+  remove(id: number): void {
+    this.#engine.execute('DELETE FROM __pocketsync_quarantine WHERE id = ?', [id]);
   }
 }
 

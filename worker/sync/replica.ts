@@ -262,6 +262,9 @@ export class Replica {
     let out: QuarantineEntry[] = [];
     this.#transaction(() => {
       out = this.#applyRows(unseen);
+      // What the batch brought may be what a quarantined row was missing (a parent row that a
+      // foreign key needs, a freed unique value): those are tried again.
+      if (unseen.length > 0) this.#retryQuarantined(RETRY_PER_BATCH);
       if (cursor > applied) {
         const engine = this.#engine;
         engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
@@ -278,23 +281,22 @@ export class Replica {
 
   /**
    * After the schema changed (a migration, or DDL at runtime): applies what the stash holds for
-   * tables and columns the schema now has, and retries the quarantined remote rows, in one
-   * transaction. Returns the entries newly quarantined by it (a row still refused keeps its place
-   * in the quarantine, under a new entry id, and is not returned again).
+   * tables and columns the schema now has, and tries the quarantined remote rows again, in one
+   * transaction. Returns the entries newly quarantined (stashed rows the schema now refuses); a
+   * quarantined row still refused keeps its entry.
    */
   afterSchemaChange(): QuarantineEntry[] {
     const engine = this.#engine;
     let out: QuarantineEntry[] = [];
     this.#transaction(() => {
-      const before = new Set(this.#quarantine.list().filter((e) => e.direction === 'remote').map((e) => rowKey(e.table, e.row)));
       const partial = new Set<RowChange>();
       const stashed = this.#stash.take(new Set(engine.syncedTables)).map((entry) => {
         const change: RowChange = { seq: entry.seq, table: entry.table, row: entry.row, deleted: false, values: entry.values, clocks: entry.clocks };
         if (!entry.whole) partial.add(change);
         return change;
       });
-      const changes = [...this.#quarantine.takeRemote(), ...stashed].sort((a, b) => a.seq - b.seq);
-      out = this.#applyRows(changes, partial).filter((entry) => !before.has(rowKey(entry.table, entry.row)));
+      out = this.#applyRows(stashed, partial);
+      this.#retryQuarantined(Number.MAX_SAFE_INTEGER);
       this.#setState('schema_version', engine.schemaVersion);
     });
     return out;
@@ -432,6 +434,32 @@ export class Replica {
         }
       }
       return out;
+    });
+  }
+
+  /**
+   * Applies quarantined remote rows again, oldest seq first, each under a savepoint: one that now
+   * fits leaves the quarantine, one still refused keeps its entry. A later state of the row would
+   * have superseded the entry, so what is quarantined is the newest the device has of the row.
+   */
+  #retryQuarantined(limit: number): void {
+    const entries = this.#quarantine.remote(limit);
+    if (entries.length === 0) return;
+    const engine = this.#engine;
+    const batch = this.#batch(entries.map((entry) => entry.change));
+    engine.applyWithoutCapture(() => {
+      for (const { id, change } of entries) {
+        engine.execute(`SAVEPOINT ${ROW_SAVEPOINT}`);
+        try {
+          this.#applyOne(change, batch, false);
+          this.#quarantine.remove(id);
+          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+        } catch (error) {
+          if (!refused(error) || !engine.inTransaction) throw error;
+          engine.execute(`ROLLBACK TO ${ROW_SAVEPOINT}`);
+          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+        }
+      }
     });
   }
 
@@ -586,6 +614,8 @@ interface Batch {
   readonly quarantined: Set<string>;
 }
 
+/** Quarantined remote rows tried again after each batch, at most (all of them after a schema change). */
+const RETRY_PER_BATCH = 200;
 const BATCH_SAVEPOINT = '__pocketsync_batch';
 const ROW_SAVEPOINT = '__pocketsync_row';
 
