@@ -112,6 +112,22 @@ describe('a remote row the local schema refuses', () => {
     expect(engine.query('SELECT ps_global_id, list FROM items')).toEqual([{ ps_global_id: 'i1', list: 'l1' }]);
   });
 
+  it('gives up the columns a later acknowledged local edit wrote, when tried again', async () => {
+    const engine = await openEngine({
+      schema: { version: 1, migrations: [{ version: 1, sql: ['CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT CHECK (length(title) < 10), done INTEGER)'] }] },
+    });
+    const replica = new Replica(engine);
+    replica.apply([row(1, 'todos', 't1', { id: 1, title: 'milk', done: 0 })], 1);
+    // Another app version allows long titles: this state is refused here.
+    expect(replica.apply([row(2, 'todos', 't1', { id: 1, title: 'a title much too long', done: 1 })], 2)).toHaveLength(1);
+    engine.update('todos', { title: 'oat milk' }, { ps_global_id: 't1' });
+    const [edit] = replica.pending(10);
+    replica.acknowledge([{ id: edit!.id, outcome: 'applied', seq: 3 }]);
+    replica.apply([row(4, 'todos', 't2', { id: 2, title: 'bread', done: 0 })], 4); // the quarantined row is tried again
+    expect(replica.quarantineCount()).toBe(0);
+    expect(engine.query("SELECT title, done FROM todos WHERE ps_global_id = 't1'")).toEqual([{ title: 'oat milk', done: 1 }]);
+  });
+
   it('is superseded by a later remote state of the same row', async () => {
     const engine = await openEngine({ schema: usersSchema });
     const replica = new Replica(engine);

@@ -5,7 +5,7 @@
  * row from the server supersedes it. A local change the server rejected is kept as its wire
  * change; it has left the change log and is never pushed again.
  */
-import type { QuarantineEntry, RowChange } from '../../lib/protocol/change.js';
+import type { ClientChange, QuarantineEntry, RowChange } from '../../lib/protocol/change.js';
 import type { Row } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
 
@@ -43,7 +43,7 @@ export class Quarantine {
 
   /** The (table, row) keys of the remote entries among `changes`' rows (one query per batch). */
   remoteKeysOf(changes: readonly RowChange[]): Set<string> {
-    if (this.#engine.query("SELECT 1 AS x FROM __pocketsync_quarantine WHERE direction = 'remote' LIMIT 1").length === 0) return new Set();
+    if (!this.hasRemote()) return new Set();
     const rows = this.#engine.query(
       `SELECT table_name, ps_global_id FROM __pocketsync_quarantine
        WHERE direction = 'remote' AND ps_global_id IN (SELECT value FROM json_each(?))`,
@@ -61,6 +61,42 @@ export class Quarantine {
   remote(limit: number): { readonly id: number; readonly change: RowChange }[] {
     const rows = this.#engine.query("SELECT id, change FROM __pocketsync_quarantine WHERE direction = 'remote' ORDER BY CAST(source AS INTEGER), id LIMIT ?", [limit]);
     return rows.map((row) => ({ id: Number(row.id), change: JSON.parse(String(row.change)) as RowChange }));
+  }
+
+  /**
+   * A local change of the row was acknowledged: the server merged it into the row after the
+   * quarantined state, so the columns it wrote with a newer clock are the device's now, and are
+   * no longer the entry's to set (a newer delete leaves nothing of it).
+   */
+  settle(change: ClientChange): void {
+    const engine = this.#engine;
+    const entries = engine.query("SELECT id, change FROM __pocketsync_quarantine WHERE direction = 'remote' AND ps_global_id = ? AND table_name = ?", [
+      change.row,
+      change.table,
+    ]);
+    for (const entry of entries) {
+      const held = JSON.parse(String(entry.change)) as RowChange;
+      const values = { ...held.values };
+      const clocks = { ...held.clocks };
+      if (change.op === 'delete') {
+        if (Object.values(clocks).every((clock) => clock < change.clock) && (held.deleteClock ?? '') < change.clock) this.remove(Number(entry.id));
+        continue;
+      }
+      for (const column of Object.keys(change.values ?? {})) {
+        if ((clocks[column] ?? '') < change.clock) {
+          delete values[column];
+          delete clocks[column];
+        }
+      }
+      if (held.deleted && (held.deleteClock ?? '') < change.clock) this.remove(Number(entry.id));
+      else if (!held.deleted && Object.keys(values).length === 0) this.remove(Number(entry.id));
+      else if (!held.deleted) engine.execute('UPDATE __pocketsync_quarantine SET change = ? WHERE id = ?', [JSON.stringify({ ...held, values, clocks }), Number(entry.id)]);
+    }
+  }
+
+  /** Whether any remote entry is held (cheap: most batches and acks need nothing more). */
+  hasRemote(): boolean {
+    return this.#engine.query("SELECT 1 AS x FROM __pocketsync_quarantine WHERE direction = 'remote' LIMIT 1").length > 0;
   }
 
   remove(id: number): void {

@@ -74,6 +74,13 @@ const BASES_SQL = `
 SELECT id, coalesce((SELECT m.cursor FROM __pocketsync_cursor_marks AS m WHERE m.clock < c.clock ORDER BY m.clock DESC LIMIT 1), 0) AS base
 FROM __pocketsync_changes AS c ORDER BY id`;
 
+/** The changes with the ids in the JSON array ?1 whose rows have a remote quarantine entry, oldest first. */
+const ACKNOWLEDGED_OF_QUARANTINED_SQL = `
+SELECT json_group_array(json(change) ORDER BY id) AS changes FROM (
+  SELECT id, ${WIRE_CHANGE_SQL} AS change FROM __pocketsync_changes
+  WHERE change_id IN (SELECT value FROM json_each(?1))
+    AND ps_global_id IN (SELECT ps_global_id FROM __pocketsync_quarantine WHERE direction = 'remote'))`;
+
 /** Keeps ?1 as the newest clock seen, when it is. */
 const KEEP_CLOCK_SQL = 'UPDATE __pocketsync_device_state SET last_clock = ?1 WHERE id = 1 AND (last_clock IS NULL OR last_clock < ?1)';
 
@@ -238,6 +245,10 @@ export class Replica {
     });
     const out: QuarantineEntry[] = [];
     this.#transaction(() => {
+      if (acknowledged.length > 0 && this.#quarantine.hasRemote()) {
+        const [held] = this.#engine.query(ACKNOWLEDGED_OF_QUARANTINED_SQL, [JSON.stringify(acknowledged)]);
+        for (const change of JSON.parse(String(held?.changes ?? '[]')) as ClientChange[]) this.#quarantine.settle(change);
+      }
       this.#prune(acknowledged);
       for (const { id, error } of rejected) {
         const entry = this.#quarantineLocal(id, error);
