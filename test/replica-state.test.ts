@@ -80,6 +80,15 @@ describe('rows and columns this schema version lacks', () => {
     expect(engine.query('SELECT title, priority FROM todos')).toEqual([{ title: 'milk', priority: 2 }]);
   });
 
+  it('are applied before the next batch once the schema has them, without being asked', async () => {
+    const engine = await openEngine({ schema: todoSchema });
+    const replica = new Replica(engine);
+    replica.apply([row(1, 'todos', 't1', { id: 1, title: 'milk', done: 0, priority: 1 })], 1);
+    engine.execute('ALTER TABLE todos ADD COLUMN priority INTEGER');
+    replica.apply([], 2);
+    expect(engine.query('SELECT priority FROM todos')).toEqual([{ priority: 1 }]);
+  });
+
   it('applies what is now known and keeps the rest', async () => {
     const engine = await openEngine({ schema: todoSchema });
     const replica = new Replica(engine);

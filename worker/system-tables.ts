@@ -30,8 +30,9 @@
  *   lower clock: the device's clock only grows, so no work is added to the capture triggers. Marks
  *   that no pending change needs are pruned; one always remains.
  * - __pocketsync_replica_state: small facts of the replica by key: 'acknowledged' (the server
- *   ever acknowledged a change of this device: it is no longer fresh) and 'schema_version' (the
- *   schema version the stash and the quarantine were last tried against).
+ *   ever acknowledged a change of this device: it is no longer fresh), 'schema_cookie' (SQLite's
+ *   schema_version when the stash and the quarantine were last tried against the schema) and
+ *   'received_clock' (the newest clock received from other devices).
  *
  * There is no __pocketsync_processed_changes table (the original's record of applied remote
  * changes): a remote change is known by its server seq, the server delivers a device's scopes in

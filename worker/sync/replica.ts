@@ -23,8 +23,11 @@
  *   (quarantine.ts). The batch is first tried whole under one savepoint (two statements per batch,
  *   not per row), and only applied row by row when something in it was refused.
  * - Tables and columns this schema version lacks go into the stash (stash.ts), so the cursor can
- *   move past them; afterSchemaChange() applies them, and retries the quarantined remote rows,
- *   once the schema has them (at construction when the schema version changed since last time).
+ *   move past them. Once the schema changed (SQLite's schema cookie differs from the one last
+ *   recorded: a migration, or DDL at runtime), the stash is applied and the quarantined remote
+ *   rows are tried again: at construction, before the next batch, or by afterSchemaChange().
+ *   Quarantined remote rows are also tried again after every batch, which may bring what they
+ *   were missing (a foreign key's parent can come at a later seq than its child).
  * - Each move of the cursor leaves a mark (clock, cursor): the base of a pending change is the
  *   cursor of the latest mark before its clock, what the device had when it made the edit.
  *
@@ -133,7 +136,7 @@ export class Replica {
         if (noMark) engine.execute("INSERT INTO __pocketsync_cursor_marks (clock, cursor) VALUES ('', ?)", [this.cursor]);
       });
     }
-    if (this.#state('schema_version') !== engine.schemaVersion) this.afterSchemaChange();
+    if (this.#schemaChanged()) this.afterSchemaChange();
   }
 
   /**
@@ -270,9 +273,10 @@ export class Replica {
     const applied = this.cursor;
     const unseen = changes.filter((change) => change.seq > applied);
     if (unseen.length === 0 && cursor <= applied) return []; // redelivered: nothing new
-    let out: QuarantineEntry[] = [];
+    const out: QuarantineEntry[] = [];
     this.#transaction(() => {
-      out = this.#applyRows(unseen);
+      if (this.#schemaChanged()) out.push(...this.#catchUpSchema());
+      out.push(...this.#applyRows(unseen));
       // What the batch brought may be what a quarantined row was missing (a parent row that a
       // foreign key needs, a freed unique value): those are tried again.
       if (unseen.length > 0) this.#retryQuarantined(RETRY_PER_BATCH);
@@ -297,19 +301,34 @@ export class Replica {
    * quarantined row still refused keeps its entry.
    */
   afterSchemaChange(): QuarantineEntry[] {
-    const engine = this.#engine;
     let out: QuarantineEntry[] = [];
     this.#transaction(() => {
-      const partial = new Set<RowChange>();
+      out = this.#catchUpSchema();
+    });
+    return out;
+  }
+
+  /** The schema changed since the stash and the quarantine were last tried against it. */
+  #schemaChanged(): boolean {
+    return this.#state('schema_cookie') !== this.#schemaCookie();
+  }
+
+  #schemaCookie(): number {
+    return Number(this.#engine.query('PRAGMA schema_version')[0]?.schema_version ?? 0);
+  }
+
+  /** afterSchemaChange() inside the caller's transaction. */
+  #catchUpSchema(): QuarantineEntry[] {
+    const engine = this.#engine;
+    const partial = new Set<RowChange>();
       const stashed = this.#stash.take(new Set(engine.syncedTables)).map((entry) => {
         const change: RowChange = { seq: entry.seq, table: entry.table, row: entry.row, deleted: false, values: entry.values, clocks: entry.clocks };
         if (!entry.whole) partial.add(change);
         return change;
       });
-      out = this.#applyRows(stashed, partial);
-      this.#retryQuarantined(Number.MAX_SAFE_INTEGER);
-      this.#setState('schema_version', engine.schemaVersion);
-    });
+    const out = this.#applyRows(stashed, partial);
+    this.#retryQuarantined(Number.MAX_SAFE_INTEGER);
+    this.#setState('schema_cookie', this.#schemaCookie());
     return out;
   }
 
