@@ -258,7 +258,7 @@ export class Replica {
         if (entry) out.push(entry);
       }
       this.#prune(rejected.map((r) => r.id));
-      if (acknowledged.length > 0 || rows.length > 0) this.#setState('acknowledged', 1);
+      if ((acknowledged.length > 0 || rows.length > 0) && this.#state('acknowledged') !== 1) this.#setState('acknowledged', 1);
       out.push(...this.#applyRows(rows));
       this.#engine.execute(PRUNE_MARKS_SQL);
     });
