@@ -230,7 +230,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         port?.postMessage({ type: 'tables-changed', tables: [...tables, '__pocketsync_changes'] } satisfies TablesChangedMessage);
         port?.postMessage({
           type: 'sync-status',
-          status: { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null },
+          status: { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null },
         } satisfies SyncStatusMessage);
         return { ok: true, value: fresh.result };
       } catch (error) {
