@@ -167,7 +167,7 @@ export class SyncLoop {
         this.#hello(attempt, token);
       },
       onMessage: (frame) => {
-        if (attempt === this.#attempt) this.#inTurn(() => attempt === this.#attempt && this.#message(frame));
+        if (attempt === this.#attempt) this.#inTurn(() => attempt === this.#attempt && this.#received(frame));
       },
       onClose: (code, reason) => {
         if (attempt === this.#attempt) this.#closed(code, reason, opened);
@@ -248,6 +248,15 @@ export class SyncLoop {
         this.#push();
       });
     }, this.#options.pushDelayMs ?? 5);
+  }
+
+  /** A frame, handled; a fault in handling it (a bug) is reported and retried like any failure, never swallowed. */
+  #received(frame: string): void {
+    try {
+      this.#message(frame);
+    } catch (error) {
+      this.#retry(toErrorData(error));
+    }
   }
 
   #message(frame: string): void {
