@@ -1,6 +1,7 @@
 /** The sync loop: engines on in-memory SQLite-WASM syncing live through a real server's WebSocket. */
 import WebSocket from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { QuarantineEntry } from '../lib/protocol/change.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { parseClock } from '../worker/hlc.js';
 import { mintUserToken } from '../server/auth.js';
@@ -31,6 +32,8 @@ interface Device {
   loop: SyncLoop;
   states: SyncState[];
   remoteTables: string[][];
+  /** What onQuarantine reported, in order. */
+  quarantined: QuarantineEntry[];
 }
 
 /** A network the test takes away and gives back (Node's is always there). */
@@ -76,6 +79,7 @@ async function device(name: string, token: () => string | Promise<string>, { net
   const engine = await openEngine({ schema: todoSchema, deviceId: name, ...(time ? { time } : {}) });
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
+  const quarantined: QuarantineEntry[] = [];
   const loop = new SyncLoop(engine, new Replica(engine), {
     url: url ?? syncUrl(server),
     token,
@@ -87,9 +91,10 @@ async function device(name: string, token: () => string | Promise<string>, { net
       if (states.at(-1) !== status.state) states.push(status.state);
     },
     onRemoteTables: (tables) => remoteTables.push(tables),
+    onQuarantine: (entries) => quarantined.push(...entries),
   });
   loops.push(loop);
-  return { engine, loop, states, remoteTables };
+  return { engine, loop, states, remoteTables, quarantined };
 }
 
 const titles = (engine: Engine) => engine.query('SELECT title FROM todos ORDER BY title').map((r) => r.title);
@@ -267,7 +272,7 @@ describe('sync loop', () => {
     expect(pulled.changes.map((c) => c.values?.title).sort()).toEqual(['after', 'committed']);
   });
 
-  it('splits a push that would be over the message limit, and stops with an error naming a change too large to send', async () => {
+  it('splits a push that would be over the message limit, and quarantines a change too large to send, going on with the rest', async () => {
     const token = await mintUserToken(project, 'alice');
     const a = await device('device-a', () => token);
     a.loop.start();
@@ -278,12 +283,15 @@ describe('sync loop', () => {
     await waitFor(async () => (await server.store.currentSeq('p')) === 3, 10_000, 'all three at the server');
     await waitFor(() => a.loop.status.pending === 0, 5_000, 'the acks');
 
-    a.engine.insert('todos', { title: 'w'.repeat(LIMITS.maxMessageBytes + 1) });
+    const huge = a.engine.insert('todos', { title: 'w'.repeat(LIMITS.maxMessageBytes + 1) });
+    a.engine.insert('todos', { title: 'after the huge one' });
     a.loop.localWrite();
-    await waitFor(() => a.loop.status.state === 'error', 5_000, 'state error');
-    expect(a.loop.status.error).toMatchObject({ kind: 'invalid', message: expect.stringMatching(/^change \S+ \(insert of a row of todos\) is over the server's 1048576-byte limit/) });
-    expect(await server.store.currentSeq('p')).toBe(3);
-    expect(a.loop.status.pending).toBe(1);
+    await waitFor(async () => (await server.store.currentSeq('p')) === 4, 5_000, 'the next write at the server');
+    await waitFor(() => a.loop.status.pending === 0, 5_000, 'nothing pending');
+    expect(a.loop.status).toMatchObject({ state: 'live', quarantined: 1 });
+    expect(a.quarantined).toEqual([
+      expect.objectContaining({ direction: 'local', table: 'todos', row: huge, error: { kind: 'invalid', message: expect.stringMatching(/^change \S+ \(insert of a row of todos\) is over the server's 1048576-byte limit/) } }),
+    ]);
   });
 
   it('retries a push the server failed on (kind internal), staying live, until it goes through', async () => {

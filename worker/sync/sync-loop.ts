@@ -27,7 +27,7 @@
  * - Callbacks and frames of an attempt that was replaced or closed are ignored (`#attempt`): what
  *   they carried (an ack, a batch) comes again on the next connection, from the cursor.
  */
-import type { ClientChange, LostWrite } from '../../lib/protocol/change.js';
+import type { ClientChange, LostWrite, QuarantineEntry } from '../../lib/protocol/change.js';
 import { CloseCode } from '../../lib/protocol/close-codes.js';
 import { parseDownFrame, type DownMessage } from '../../lib/protocol/down.js';
 import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
@@ -67,6 +67,11 @@ export interface SyncLoopOptions {
   /** A local write lost to another device's (reported by the server with the ack). */
   readonly onConflict?: (conflict: LostWrite) => void;
   /**
+   * Changes newly kept in the quarantine instead of synced: remote rows the local schema refused,
+   * local changes the server rejected (or too large to send). Sync goes on without them.
+   */
+  readonly onQuarantine?: (entries: readonly QuarantineEntry[]) => void;
+  /**
    * Runs database work in turn with the app's own calls (the worker's call queue): a remote batch
    * must not land inside an app transaction. Immediate by default.
    */
@@ -88,7 +93,7 @@ export class SyncLoop {
   #connection: Connection | null = null;
   /** The current attempt; callbacks of any other are stale. */
   #attempt = 0;
-  #status: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null };
+  #status: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null, quarantined: 0 };
   #inFlight = false;
   #pushTimer: ReturnType<typeof setTimeout> | null = null;
   #authRetried = false;
@@ -108,7 +113,7 @@ export class SyncLoop {
     this.#network = options.network ?? platformNetwork();
     this.#connector = options.connect ?? webSocketConnector(options.WebSocket);
     this.#retryOptions = options.retry ?? RETRY;
-    this.#status = { ...this.#status, lastSyncedAt: replica.lastSyncedAt };
+    this.#status = { ...this.#status, lastSyncedAt: replica.lastSyncedAt, quarantined: replica.quarantineCount() };
   }
 
   get status(): SyncStatus {
@@ -183,7 +188,8 @@ export class SyncLoop {
     this.#update({ state: 'catching-up', progress: { done: 0, total: 0 } });
     this.#inTurn(() => {
       if (attempt !== this.#attempt) return;
-      this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: this.#replica.cursor, token });
+      const replica = this.#replica;
+      this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: replica.cursor, fresh: replica.fresh, token });
     });
   }
 
@@ -269,7 +275,7 @@ export class SyncLoop {
     switch (message.type) {
       case 'changes': {
         try {
-          this.#replica.apply(message.changes, message.cursor);
+          this.#quarantined(this.#replica.apply(message.changes, message.cursor));
         } catch (error) {
           // The batch was rolled back and the cursor did not move: the next attempt gets it again.
           this.#retry(toErrorData(error));
@@ -299,7 +305,8 @@ export class SyncLoop {
           return;
         }
         try {
-          this.#replica.acknowledge(message.results.map((r) => r.id), message.rows ?? []);
+          // A rejected change moves into the quarantine; the rest of the push was acknowledged.
+          this.#quarantined(this.#replica.acknowledge(message.results, message.rows ?? []));
         } catch (error) {
           // Rolled back: the changes stay in the log, and the server answers 'duplicate' when they
           // are pushed again on the next connection.
@@ -405,7 +412,8 @@ export class SyncLoop {
   /**
    * Sends the oldest pending changes: as many as a push may carry, and fewer when their frame would
    * be over the server's size limit (long texts, blobs). A single change too large to send at all
-   * stops sync with an error that names it, rather than a refusal the server would repeat forever.
+   * is rejected here, as the server would reject it: it goes into the quarantine with kind
+   * 'invalid' (the error names it), and the next changes are pushed.
    */
   #push(): void {
     if (this.#status.state !== 'live' || this.#inFlight) return;
@@ -421,11 +429,21 @@ export class SyncLoop {
       }
       if (changes.length === 1) {
         const [change] = changes as [ClientChange];
-        this.#fail({ kind: ErrorKind.Invalid, message: `change ${change.id} (${change.op} of a row of ${change.table}) is over the server's ${LIMITS.maxMessageBytes}-byte limit for a message, so it cannot be synced` });
-        return;
+        const error = { kind: ErrorKind.Invalid, message: `change ${change.id} (${change.op} of a row of ${change.table}) is over the server's ${LIMITS.maxMessageBytes}-byte limit for a message, so it cannot be synced` };
+        this.#quarantined(this.#replica.acknowledge([{ id: change.id, outcome: 'rejected', seq: null, error }]));
+        this.#update({ pending: this.#replica.pendingCount() });
+        limit = LIMITS.maxChangesPerPush;
+        continue;
       }
       limit = Math.ceil(changes.length / 2);
     }
+  }
+
+  /** Reports entries newly in the quarantine, and the count. */
+  #quarantined(entries: readonly QuarantineEntry[]): void {
+    if (entries.length === 0) return;
+    this.#update({ quarantined: this.#replica.quarantineCount() });
+    this.#options.onQuarantine?.(entries);
   }
 
   #send(message: unknown): void {
