@@ -3,6 +3,7 @@ import WebSocket from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QuarantineEntry } from '../lib/protocol/change.js';
 import { LIMITS } from '../lib/protocol/up.js';
+import type { Schema } from '../lib/protocol/worker-api.js';
 import { parseClock } from '../worker/hlc.js';
 import { mintUserToken } from '../server/auth.js';
 import type { RunningServer } from '../server/server.js';
@@ -73,10 +74,11 @@ interface DeviceOptions {
   readonly pushDelayMs?: number;
   /** Another endpoint than project p's. */
   readonly url?: string;
+  readonly schema?: Schema;
 }
 
-async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time, run, pushDelayMs, url }: DeviceOptions = {}): Promise<Device> {
-  const engine = await openEngine({ schema: todoSchema, deviceId: name, ...(time ? { time } : {}) });
+async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time, run, pushDelayMs, url, schema = todoSchema }: DeviceOptions = {}): Promise<Device> {
+  const engine = await openEngine({ schema, deviceId: name, ...(time ? { time } : {}) });
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
   const quarantined: QuarantineEntry[] = [];
@@ -167,31 +169,76 @@ describe('sync loop', () => {
     expect(server.hub.connections).toBe(1);
   });
 
-  it('reports the server\'s reason when a device\'s clock runs hours fast, stores nothing, and retries with back-off instead of stopping', async () => {
+  it('quarantines a change the server rejects (a clock hours fast) with the server\'s reason, and goes on syncing', async () => {
     const token = await mintUserToken(project, 'alice');
     let ahead = 2 * 3_600_000;
     const fast = await device('device-fast', () => token, { time: () => Date.now() + ahead });
     fast.loop.start();
     await waitFor(() => fast.loop.status.state === 'live', 5_000, 'live');
-    fast.engine.insert('todos', { title: 'from the future' });
+    const row = fast.engine.insert('todos', { title: 'from the future' });
     fast.loop.localWrite();
-    await waitFor(() => fast.loop.status.error !== null && fast.loop.status.retryAt !== null, 5_000, 'the refusal to be reported');
-    expect(fast.loop.status.error).toMatchObject({ kind: 'invalid', message: expect.stringMatching(/clock 120 minutes ahead/) });
-    expect(fast.loop.status.state).not.toBe('error');
+    await waitFor(() => fast.loop.status.quarantined === 1, 5_000, 'the rejection to be quarantined');
+    expect(fast.quarantined).toEqual([
+      expect.objectContaining({ direction: 'local', table: 'todos', row, error: { kind: 'invalid', message: expect.stringMatching(/clock: 120 minutes ahead/) } }),
+    ]);
+    expect(fast.loop.status).toMatchObject({ state: 'live', pending: 0, error: null });
     expect(await server.store.currentSeq('p')).toBe(0);
-    // The change stays queued for when the clock is right.
-    expect(fast.loop.status.pending).toBe(1);
 
-    // The clock is set right: on the next attempt the change is stamped again and goes through, and
-    // later writes are stamped from the right time.
+    // The clock is set right: later writes are stamped from the right time and go through.
     ahead = 0;
-    await waitFor(() => fast.loop.status.state === 'live' && fast.loop.status.pending === 0, 10_000, 'the write to go through');
     fast.engine.insert('todos', { title: 'from the present' });
     fast.loop.localWrite();
-    await waitFor(async () => (await server.store.currentSeq('p')) === 2, 5_000, 'both writes at the server');
+    await waitFor(async () => (await server.store.currentSeq('p')) === 1, 5_000, 'the later write at the server');
     const pulled = await server.store.pull({ projectId: 'p', scopes: ['user:alice'], cursor: 0, limit: 10 });
-    for (const change of pulled.changes) expect(parseClock(Object.values(change.clocks ?? {})[0]!).wall).toBeLessThanOrEqual(Date.now());
-    expect(pulled.changes.map((c) => c.values?.title).sort()).toEqual(['from the future', 'from the present']);
+    expect(pulled.changes.map((c) => c.values?.title)).toEqual(['from the present']);
+    expect(parseClock(Object.values(pulled.changes[0]?.clocks ?? {})[0]!).wall).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('a push with a rejected change goes on: the rest is acknowledged, the rejected one quarantined, later pushes flow', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const schema: Schema = {
+      version: 1,
+      migrations: [{ version: 1, sql: [...todoSchema.migrations[0]!.sql, 'CREATE TABLE "my-notes" (id INTEGER PRIMARY KEY, body TEXT)'] }],
+    };
+    const a = await device('device-a', () => token, { schema });
+    const b = await device('device-b', () => token, { schema });
+    a.loop.start();
+    b.loop.start();
+    await waitFor(() => a.loop.status.state === 'live' && b.loop.status.state === 'live', 5_000, 'both live');
+    // One push: a row of a table whose name the wire refuses, between two it takes.
+    a.engine.insert('todos', { title: 'before' });
+    const note = a.engine.insert('my-notes', { body: 'kept here' });
+    a.engine.insert('todos', { title: 'after' });
+    a.loop.localWrite();
+    await waitFor(() => a.loop.status.pending === 0 && a.loop.status.quarantined === 1, 5_000, 'the ack');
+    expect(a.quarantined).toEqual([expect.objectContaining({ direction: 'local', table: 'my-notes', row: note, error: expect.objectContaining({ kind: 'invalid' }) })]);
+    expect(a.loop.status).toMatchObject({ state: 'live', error: null });
+    a.engine.insert('todos', { title: 'later' });
+    a.loop.localWrite();
+    await waitFor(() => titles(b.engine).length === 3, 5_000, 'the accepted writes on B');
+    expect(titles(b.engine)).toEqual(['after', 'before', 'later']);
+    expect(a.engine.query('SELECT body FROM "my-notes"')).toEqual([{ body: 'kept here' }]);
+  });
+
+  it('quarantines a remote row this database refuses (UNIQUE), reports it, and applies the rest', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const schema: Schema = {
+      version: 1,
+      migrations: [{ version: 1, sql: [...todoSchema.migrations[0]!.sql, 'CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE)'] }],
+    };
+    const a = await device('device-a', () => token, { schema });
+    const b = await device('device-b', () => token, { schema });
+    // Both offline: the same tag name on each, under different rows.
+    a.engine.insert('tags', { name: 'urgent' });
+    a.engine.insert('todos', { title: 'from a' });
+    b.engine.insert('tags', { name: 'urgent' });
+    a.loop.start();
+    await waitFor(() => a.loop.status.state === 'live' && a.loop.status.pending === 0, 5_000, 'A’s push');
+    b.loop.start();
+    await waitFor(() => b.loop.status.state === 'live' && b.loop.status.pending === 0 && b.loop.status.quarantined === 1, 5_000, 'B live with the refused row quarantined');
+    expect(b.quarantined).toEqual([expect.objectContaining({ direction: 'remote', table: 'tags', error: expect.objectContaining({ message: expect.stringMatching(/UNIQUE/) }) })]);
+    expect(titles(b.engine)).toEqual(['from a']);
+    expect(b.loop.status.error).toBeNull();
   });
 
   it('goes offline with the network: closes its socket, keeps writes pending, and pushes them when it returns', async () => {

@@ -151,10 +151,6 @@ export class SyncLoop {
   }
 
   async #open(attempt: number): Promise<void> {
-    // A clock that ran fast and was set right: what it stamped meanwhile is stamped again, or the
-    // server would refuse it until real time caught up (Replica.restampIfAhead).
-    await this.#turn(() => this.#replica.restampIfAhead(this.#engine.clock.physical() + LIMITS.maxClockAheadMs));
-    if (attempt !== this.#attempt) return;
     let token: string;
     try {
       token = await this.#options.token();
@@ -191,18 +187,6 @@ export class SyncLoop {
       const replica = this.#replica;
       this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: replica.cursor, fresh: replica.fresh, token });
     });
-  }
-
-  /** Database work of the loop, in turn (see #inTurn), awaited. */
-  #turn(work: () => void): Promise<void> {
-    const done = new Promise<void>((resolve) => this.#inTurn(() => {
-      try {
-        work();
-      } finally {
-        resolve();
-      }
-    }));
-    return done;
   }
 
   /**
@@ -416,7 +400,13 @@ export class SyncLoop {
    * 'invalid' (the error names it), and the next changes are pushed.
    */
   #push(): void {
-    if (this.#status.state !== 'live' || this.#inFlight) return;
+    // Never from inside a transaction (a raw BEGIN): its changes may yet be rolled back. The
+    // write that ends it pushes.
+    if (this.#status.state !== 'live' || this.#inFlight || this.#engine.inTransaction) return;
+    // A clock that ran fast and was set right: the HLC never goes back, so what it stamped and
+    // stamps are still ahead, and the server would reject them until real time caught up. They
+    // are stamped again from the physical clock, which restarts the HLC (Replica.restampIfAhead).
+    this.#replica.restampIfAhead(this.#engine.clock.physical() + LIMITS.maxClockAheadMs);
     let limit: number = LIMITS.maxChangesPerPush;
     for (;;) {
       const changes = this.#replica.pending(limit);
