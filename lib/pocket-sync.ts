@@ -8,7 +8,7 @@ import { proxy, transfer, wrap, type Endpoint } from 'comlink';
 import { Database } from './database.js';
 import { PocketSyncError } from './errors.js';
 import { ErrorKind } from './protocol/error-kind.js';
-import type { ConflictMessage, OpenResult, Schema, StorageKind, SyncStatusMessage, TablesChangedMessage, WorkerApi } from './protocol/worker-api.js';
+import type { Notification as WorkerNotification, OpenResult, Schema, StorageKind, SyncStatusMessage, WorkerApi } from './protocol/worker-api.js';
 import { Sync } from './sync.js';
 import { Watches } from './watch.js';
 import { WorkerClient } from './worker-client.js';
@@ -111,10 +111,11 @@ export class PocketSync {
     this.database = new Database(client, watches);
     this.sync = new Sync(client, syncEnabled);
     this.#listeners.add((tables) => watches.tablesChanged(tables));
-    port.onmessage = (event: MessageEvent<TablesChangedMessage | SyncStatusMessage | ConflictMessage>) => {
+    port.onmessage = (event: MessageEvent<WorkerNotification>) => {
       if (event.data?.type === 'tables-changed') for (const listener of this.#listeners) listener(event.data.tables);
       else if (event.data?.type === 'sync-status') this.sync.received(event.data.status);
       else if (event.data?.type === 'conflict') this.sync.conflicted(event.data.conflict);
+      else if (event.data?.type === 'quarantine') this.sync.quarantinedNow(event.data.entries);
     };
     if ('addEventListener' in endpoint && endpoint instanceof EventTarget) {
       endpoint.addEventListener('error', () => client.markClosed('the database worker failed'));

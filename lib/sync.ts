@@ -2,14 +2,14 @@
  * `pocketSync.sync`: the state of syncing with the server, to show and to subscribe to, and the
  * switch to pause it. The worker runs the sync loop; this side mirrors its status.
  */
-import type { LostWrite } from './protocol/change.js';
+import type { LostWrite, QuarantineEntry } from './protocol/change.js';
 import type { SyncStatus } from './protocol/worker-api.js';
 import type { WorkerClient } from './worker-client.js';
 
 export type { SyncState, SyncStatus } from './protocol/worker-api.js';
-export type { LostWrite as Conflict } from './protocol/change.js';
+export type { LostWrite as Conflict, QuarantineEntry } from './protocol/change.js';
 
-const OFFLINE: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null };
+const OFFLINE: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null, quarantined: 0 };
 
 export class Sync {
   readonly #client: WorkerClient;
@@ -17,6 +17,7 @@ export class Sync {
   #status: SyncStatus = OFFLINE;
   readonly #subscribers = new Set<(status: SyncStatus) => void>();
   readonly #conflictListeners = new Set<(conflict: LostWrite) => void>();
+  readonly #quarantineListeners = new Set<(entries: readonly QuarantineEntry[]) => void>();
 
   constructor(client: WorkerClient, enabled: boolean) {
     this.#client = client;
@@ -28,7 +29,11 @@ export class Sync {
     return this.#enabled;
   }
 
-  /** State (offline | connecting | catching-up | live | error), pending count, last synced, progress. */
+  /**
+   * State (offline | connecting | catching-up | live | error), pending count, last synced, progress,
+   * the error that stopped or slows sync (with its kind), when the next attempt is due, and the
+   * quarantine's count.
+   */
   get status(): SyncStatus {
     return this.#status;
   }
@@ -49,6 +54,22 @@ export class Sync {
     return () => this.#conflictListeners.delete(listener);
   }
 
+  /**
+   * Calls `listener` with the changes newly kept in the quarantine instead of synced: a remote row
+   * this database refused (a constraint, a type: direction 'remote'), or a local change the server
+   * rejected or that is too large to send ('local'), each with its error. Sync goes on without
+   * them; `status.quarantined` counts them, and `quarantined()` lists them.
+   */
+  onQuarantine(listener: (entries: readonly QuarantineEntry[]) => void): () => void {
+    this.#quarantineListeners.add(listener);
+    return () => this.#quarantineListeners.delete(listener);
+  }
+
+  /** Everything in the quarantine, oldest first. */
+  quarantined(): Promise<QuarantineEntry[]> {
+    return this.#client.call((api) => api.syncQuarantined());
+  }
+
   /** Connects (again) after stop(); it starts on its own at initialize. */
   start(): Promise<void> {
     return this.#client.call((api) => api.syncStart());
@@ -62,6 +83,11 @@ export class Sync {
   /** @internal A conflict from the worker. */
   conflicted(conflict: LostWrite): void {
     for (const listener of this.#conflictListeners) listener(conflict);
+  }
+
+  /** @internal Entries newly quarantined, from the worker. */
+  quarantinedNow(entries: readonly QuarantineEntry[]): void {
+    for (const listener of this.#quarantineListeners) listener(entries);
   }
 
   /** @internal A status from the worker. */

@@ -1,7 +1,9 @@
 /** The sync loop: engines on in-memory SQLite-WASM syncing live through a real server's WebSocket. */
 import WebSocket from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { QuarantineEntry } from '../lib/protocol/change.js';
 import { LIMITS } from '../lib/protocol/up.js';
+import type { Schema } from '../lib/protocol/worker-api.js';
 import { parseClock } from '../worker/hlc.js';
 import { mintUserToken } from '../server/auth.js';
 import type { RunningServer } from '../server/server.js';
@@ -31,6 +33,8 @@ interface Device {
   loop: SyncLoop;
   states: SyncState[];
   remoteTables: string[][];
+  /** What onQuarantine reported, in order. */
+  quarantined: QuarantineEntry[];
 }
 
 /** A network the test takes away and gives back (Node's is always there). */
@@ -68,14 +72,18 @@ interface DeviceOptions {
   readonly time?: () => number;
   readonly run?: SyncLoopOptions['run'];
   readonly pushDelayMs?: number;
+  /** Another endpoint than project p's. */
+  readonly url?: string;
+  readonly schema?: Schema;
 }
 
-async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time, run, pushDelayMs }: DeviceOptions = {}): Promise<Device> {
-  const engine = await openEngine({ schema: todoSchema, deviceId: name, ...(time ? { time } : {}) });
+async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time, run, pushDelayMs, url, schema = todoSchema }: DeviceOptions = {}): Promise<Device> {
+  const engine = await openEngine({ schema, deviceId: name, ...(time ? { time } : {}) });
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
+  const quarantined: QuarantineEntry[] = [];
   const loop = new SyncLoop(engine, new Replica(engine), {
-    url: syncUrl(server),
+    url: url ?? syncUrl(server),
     token,
     WebSocket: socket,
     ...(network ? { network } : {}),
@@ -85,9 +93,10 @@ async function device(name: string, token: () => string | Promise<string>, { net
       if (states.at(-1) !== status.state) states.push(status.state);
     },
     onRemoteTables: (tables) => remoteTables.push(tables),
+    onQuarantine: (entries) => quarantined.push(...entries),
   });
   loops.push(loop);
-  return { engine, loop, states, remoteTables };
+  return { engine, loop, states, remoteTables, quarantined };
 }
 
 const titles = (engine: Engine) => engine.query('SELECT title FROM todos ORDER BY title').map((r) => r.title);
@@ -160,32 +169,76 @@ describe('sync loop', () => {
     expect(server.hub.connections).toBe(1);
   });
 
-  it('stops with state error and the server\'s reason when a device\'s clock runs hours fast, and stores nothing', async () => {
+  it('quarantines a change the server rejects (a clock hours fast) with the server\'s reason, and goes on syncing', async () => {
     const token = await mintUserToken(project, 'alice');
     let ahead = 2 * 3_600_000;
     const fast = await device('device-fast', () => token, { time: () => Date.now() + ahead });
     fast.loop.start();
     await waitFor(() => fast.loop.status.state === 'live', 5_000, 'live');
-    fast.engine.insert('todos', { title: 'from the future' });
+    const row = fast.engine.insert('todos', { title: 'from the future' });
     fast.loop.localWrite();
-    await waitFor(() => fast.loop.status.state === 'error', 5_000, 'state error');
-    expect(fast.loop.status.error).toMatchObject({ kind: 'invalid', message: expect.stringMatching(/clock 120 minutes ahead/) });
+    await waitFor(() => fast.loop.status.quarantined === 1, 5_000, 'the rejection to be quarantined');
+    expect(fast.quarantined).toEqual([
+      expect.objectContaining({ direction: 'local', table: 'todos', row, error: { kind: 'invalid', message: expect.stringMatching(/clock: 120 minutes ahead/) } }),
+    ]);
+    expect(fast.loop.status).toMatchObject({ state: 'live', pending: 0, error: null });
     expect(await server.store.currentSeq('p')).toBe(0);
-    // The change stays queued for when the clock is right, and the socket is closed.
-    expect(fast.loop.status.pending).toBe(1);
-    await waitFor(() => server.hub.connections === 0, 5_000, 'the socket to close');
 
-    // The clock is set right and sync started again: the change is stamped again and goes through,
-    // and later writes are stamped from the right time.
+    // The clock is set right: later writes are stamped from the right time and go through.
     ahead = 0;
-    fast.loop.start();
-    await waitFor(() => fast.loop.status.state === 'live' && fast.loop.status.pending === 0, 5_000, 'the write to go through');
     fast.engine.insert('todos', { title: 'from the present' });
     fast.loop.localWrite();
-    await waitFor(async () => (await server.store.currentSeq('p')) === 2, 5_000, 'both writes at the server');
+    await waitFor(async () => (await server.store.currentSeq('p')) === 1, 5_000, 'the later write at the server');
     const pulled = await server.store.pull({ projectId: 'p', scopes: ['user:alice'], cursor: 0, limit: 10 });
-    for (const change of pulled.changes) expect(parseClock(Object.values(change.clocks ?? {})[0]!).wall).toBeLessThanOrEqual(Date.now());
-    expect(pulled.changes.map((c) => c.values?.title).sort()).toEqual(['from the future', 'from the present']);
+    expect(pulled.changes.map((c) => c.values?.title)).toEqual(['from the present']);
+    expect(parseClock(Object.values(pulled.changes[0]?.clocks ?? {})[0]!).wall).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('a push with a rejected change goes on: the rest is acknowledged, the rejected one quarantined, later pushes flow', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const schema: Schema = {
+      version: 1,
+      migrations: [{ version: 1, sql: [...todoSchema.migrations[0]!.sql, 'CREATE TABLE "my-notes" (id INTEGER PRIMARY KEY, body TEXT)'] }],
+    };
+    const a = await device('device-a', () => token, { schema });
+    const b = await device('device-b', () => token, { schema });
+    a.loop.start();
+    b.loop.start();
+    await waitFor(() => a.loop.status.state === 'live' && b.loop.status.state === 'live', 5_000, 'both live');
+    // One push: a row of a table whose name the wire refuses, between two it takes.
+    a.engine.insert('todos', { title: 'before' });
+    const note = a.engine.insert('my-notes', { body: 'kept here' });
+    a.engine.insert('todos', { title: 'after' });
+    a.loop.localWrite();
+    await waitFor(() => a.loop.status.pending === 0 && a.loop.status.quarantined === 1, 5_000, 'the ack');
+    expect(a.quarantined).toEqual([expect.objectContaining({ direction: 'local', table: 'my-notes', row: note, error: expect.objectContaining({ kind: 'invalid' }) })]);
+    expect(a.loop.status).toMatchObject({ state: 'live', error: null });
+    a.engine.insert('todos', { title: 'later' });
+    a.loop.localWrite();
+    await waitFor(() => titles(b.engine).length === 3, 5_000, 'the accepted writes on B');
+    expect(titles(b.engine)).toEqual(['after', 'before', 'later']);
+    expect(a.engine.query('SELECT body FROM "my-notes"')).toEqual([{ body: 'kept here' }]);
+  });
+
+  it('quarantines a remote row this database refuses (UNIQUE), reports it, and applies the rest', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const schema: Schema = {
+      version: 1,
+      migrations: [{ version: 1, sql: [...todoSchema.migrations[0]!.sql, 'CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE)'] }],
+    };
+    const a = await device('device-a', () => token, { schema });
+    const b = await device('device-b', () => token, { schema });
+    // Both offline: the same tag name on each, under different rows.
+    a.engine.insert('tags', { name: 'urgent' });
+    a.engine.insert('todos', { title: 'from a' });
+    b.engine.insert('tags', { name: 'urgent' });
+    a.loop.start();
+    await waitFor(() => a.loop.status.state === 'live' && a.loop.status.pending === 0, 5_000, 'A’s push');
+    b.loop.start();
+    await waitFor(() => b.loop.status.state === 'live' && b.loop.status.pending === 0 && b.loop.status.quarantined === 1, 5_000, 'B live with the refused row quarantined');
+    expect(b.quarantined).toEqual([expect.objectContaining({ direction: 'remote', table: 'tags', error: expect.objectContaining({ message: expect.stringMatching(/UNIQUE/) }) })]);
+    expect(titles(b.engine)).toEqual(['from a']);
+    expect(b.loop.status.error).toBeNull();
   });
 
   it('goes offline with the network: closes its socket, keeps writes pending, and pushes them when it returns', async () => {
@@ -266,7 +319,7 @@ describe('sync loop', () => {
     expect(pulled.changes.map((c) => c.values?.title).sort()).toEqual(['after', 'committed']);
   });
 
-  it('splits a push that would be over the message limit, and stops with an error naming a change too large to send', async () => {
+  it('splits a push that would be over the message limit, and quarantines a change too large to send, going on with the rest', async () => {
     const token = await mintUserToken(project, 'alice');
     const a = await device('device-a', () => token);
     a.loop.start();
@@ -277,12 +330,15 @@ describe('sync loop', () => {
     await waitFor(async () => (await server.store.currentSeq('p')) === 3, 10_000, 'all three at the server');
     await waitFor(() => a.loop.status.pending === 0, 5_000, 'the acks');
 
-    a.engine.insert('todos', { title: 'w'.repeat(LIMITS.maxMessageBytes + 1) });
+    const huge = a.engine.insert('todos', { title: 'w'.repeat(LIMITS.maxMessageBytes + 1) });
+    a.engine.insert('todos', { title: 'after the huge one' });
     a.loop.localWrite();
-    await waitFor(() => a.loop.status.state === 'error', 5_000, 'state error');
-    expect(a.loop.status.error).toMatchObject({ kind: 'invalid', message: expect.stringMatching(/^change \S+ \(insert of a row of todos\) is over the server's 1048576-byte limit/) });
-    expect(await server.store.currentSeq('p')).toBe(3);
-    expect(a.loop.status.pending).toBe(1);
+    await waitFor(async () => (await server.store.currentSeq('p')) === 4, 5_000, 'the next write at the server');
+    await waitFor(() => a.loop.status.pending === 0, 5_000, 'nothing pending');
+    expect(a.loop.status).toMatchObject({ state: 'live', quarantined: 1 });
+    expect(a.quarantined).toEqual([
+      expect.objectContaining({ direction: 'local', table: 'todos', row: huge, error: { kind: 'invalid', message: expect.stringMatching(/^change \S+ \(insert of a row of todos\) is over the server's 1048576-byte limit/) } }),
+    ]);
   });
 
   it('retries a push the server failed on (kind internal), staying live, until it goes through', async () => {
@@ -304,5 +360,61 @@ describe('sync loop', () => {
     expect(await server.store.currentSeq('p')).toBe(1);
     expect(a.loop.status.error).toBeNull();
     expect(faults).toBe(-1);
+  });
+});
+
+describe('sync loop failures: every one reaches status.error with a kind, and every retry backs off', () => {
+  /** Waits for `n` events of `times` (ms timestamps), then returns the gaps between them. */
+  async function gapsOf(times: number[], n: number, what: string): Promise<number[]> {
+    await waitFor(() => times.length >= n, 15_000, what);
+    return times.slice(1, n).map((t, i) => t - times[i]!);
+  }
+
+  it('a token function that throws is reported as kind auth, opens no socket, and is asked again only after a growing delay', async () => {
+    const counting = countingWebSocket();
+    const calls: number[] = [];
+    const failing = await device('device-a', () => {
+      calls.push(Date.now());
+      throw new Error('the user id "Ann Smith" is not allowed');
+    }, { socket: counting.WebSocket });
+    const started = Date.now();
+    failing.loop.start();
+    await waitFor(() => failing.loop.status.error !== null, 5_000, 'the failure to be reported');
+    expect(failing.loop.status.error).toEqual({ kind: 'auth', message: expect.stringMatching(/token function failed: the user id "Ann Smith" is not allowed/) });
+    expect(failing.loop.status.state).toBe('connecting');
+    expect(failing.loop.status.retryAt).toBeGreaterThan(Date.now() - 50);
+    // Five calls in a row wait at least 125 + 250 + 500 + 1000 ms (250 ms doubling, jitter 0.5-1);
+    // without back-off it was about 600 calls (and sockets) in 10 s.
+    const gaps = await gapsOf(calls, 5, 'five token calls');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_800);
+    for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThanOrEqual(gaps[i - 1]! * 0.9);
+    expect(counting.opened()).toBe(0);
+  });
+
+  it('an unknown project stops sync in state error with kind not-found after one attempt', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const counting = countingWebSocket();
+    let calls = 0;
+    const lost = await device('device-a', () => (calls++, token), { socket: counting.WebSocket, url: syncUrl(server, 'no-such-project') });
+    lost.loop.start();
+    await waitFor(() => lost.loop.status.state === 'error', 5_000, 'state error');
+    expect(lost.loop.status.error).toMatchObject({ kind: 'not-found', message: expect.stringMatching(/no-such-project/) });
+    expect(lost.loop.status.retryAt).toBeNull();
+    expect(counting.opened()).toBe(1);
+    expect(calls).toBe(1);
+  });
+
+  it('an endpoint that refuses the upgrade (HTTP 404) is reported after the first attempt, and retried with back-off', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const attempts: number[] = [];
+    const refused = await device('device-a', () => (attempts.push(Date.now()), token), { url: `${server.url.replace('http', 'ws')}v1/nowhere` });
+    refused.loop.start();
+    await waitFor(() => refused.loop.status.error !== null, 5_000, 'the failure to be reported');
+    expect(attempts).toHaveLength(1);
+    expect(refused.loop.status).toMatchObject({ state: 'connecting', error: { kind: 'closed', message: expect.stringMatching(/could not connect to ws:.*nowhere/) } });
+    expect(refused.loop.status.retryAt).not.toBeNull();
+    const started = attempts[0]!;
+    await gapsOf(attempts, 4, 'four attempts');
+    expect(attempts[3]! - started).toBeGreaterThanOrEqual(125 + 250 + 500 - 20);
   });
 });

@@ -28,7 +28,7 @@ import { randomHex } from './random.js';
 /** Which argument carries the transaction id, for the methods that take one. */
 const TX_ARGUMENT: Partial<Record<RelayedMethod, number>> = { execute: 2, query: 2, insert: 2, update: 4, delete: 3, commit: 0, rollback: 0 };
 /** Calls that change nothing, so one cut off by a handover is simply sent to the next leader. */
-const REPEATABLE: ReadonlySet<RelayedMethod> = new Set(['readTables']);
+const REPEATABLE: ReadonlySet<RelayedMethod> = new Set(['readTables', 'syncQuarantined']);
 /** How often a tab that does not know the leader asks again (a leader may be starting up). */
 const ASK_AGAIN_MS = 250;
 /** How long a tab that took over, but could not open the database, waits before it tries again. */
@@ -77,6 +77,7 @@ export function shareAcrossTabs(local: WorkerApi, deps: TabsDeps = {}): WorkerAp
     reset: relay('reset'),
     syncStart: relay('syncStart'),
     syncStop: relay('syncStop'),
+    syncQuarantined: relay('syncQuarantined'),
     execute: relay('execute'),
     query: relay('query'),
     insert: relay('insert'),

@@ -11,7 +11,7 @@
 import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { releaseProxy } from 'comlink';
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
-import type { ConflictMessage, NotificationPort, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
+import type { ConflictMessage, NotificationPort, QuarantineMessage, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
 import { forgetDeviceId, rememberDeviceId, rememberedDeviceId } from './device-id.js';
 import { Engine } from './engine.js';
 import { EngineError, toErrorData } from './engine-error.js';
@@ -69,6 +69,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
   /** The token function open() was given (a Comlink proxy when it came from a page). */
   let tokenSource: (() => Promise<string>) | null = null;
   let sync: SyncLoop | null = null;
+  let replica: Replica | null = null;
   /** How the database was opened, for reset(). */
   let opened: { options: OpenOptions; storage: OpenResult['storage'] } | null = null;
 
@@ -191,13 +192,15 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         notify();
         if (options.syncUrl !== undefined && token !== undefined) {
           const statusPort = notifications;
-          sync = new SyncLoop(engine, new Replica(engine), {
+          replica = new Replica(engine);
+          sync = new SyncLoop(engine, replica, {
             url: options.syncUrl,
             token,
             run: inTurn,
             ...(deps.WebSocket ? { WebSocket: deps.WebSocket } : {}),
             onStatus: (status) => statusPort.postMessage({ type: 'sync-status', status } satisfies SyncStatusMessage),
             onConflict: (conflict) => statusPort.postMessage({ type: 'conflict', conflict } satisfies ConflictMessage),
+            onQuarantine: (entries) => statusPort.postMessage({ type: 'quarantine', entries } satisfies QuarantineMessage),
           });
           sync.start();
         }
@@ -219,6 +222,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         const tables = engine.syncedTables;
         sync?.stop();
         sync = null;
+        replica = null;
         engine.close();
         engine = null;
         const { options, storage } = opened;
@@ -230,7 +234,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         port?.postMessage({ type: 'tables-changed', tables: [...tables, '__pocketsync_changes'] } satisfies TablesChangedMessage);
         port?.postMessage({
           type: 'sync-status',
-          status: { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null },
+          status: { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null, quarantined: 0 },
         } satisfies SyncStatusMessage);
         return { ok: true, value: fresh.result };
       } catch (error) {
@@ -246,6 +250,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
       run(undefined, () => {
         sync?.stop();
       }),
+    syncQuarantined: () => run(undefined, () => replica?.quarantined() ?? []),
     async begin() {
       return run(undefined, (e) => {
         e.begin();
@@ -280,6 +285,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         }
         sync?.stop();
         sync = null;
+        replica = null;
         engine?.close();
         engine = null;
         port?.close();

@@ -8,7 +8,7 @@
  * Calls are serialized by the worker. Between `begin` and `commit`/`rollback`, only calls that carry
  * that transaction's id run; every other call waits until the transaction ends.
  */
-import type { LostWrite } from './change.js';
+import type { LostWrite, QuarantineEntry } from './change.js';
 import type { ErrorData, Result } from './error-kind.js';
 
 /** A value SQLite stores, as it crosses postMessage. */
@@ -83,8 +83,14 @@ export interface SyncStatusMessage {
   readonly status: SyncStatus;
 }
 
+/** Posted on the notification port when changes were newly put in the quarantine. */
+export interface QuarantineMessage {
+  readonly type: 'quarantine';
+  readonly entries: readonly QuarantineEntry[];
+}
+
 /** Everything the worker posts on the notification port. */
-export type Notification = TablesChangedMessage | SyncStatusMessage | ConflictMessage;
+export type Notification = TablesChangedMessage | SyncStatusMessage | ConflictMessage | QuarantineMessage;
 
 /**
  * Where the worker posts notifications: the MessagePort the main thread transferred, or, in the
@@ -104,7 +110,15 @@ export interface SyncStatus {
   readonly lastSyncedAt: number | null;
   /** Rows applied of the rows this catch-up brings; null when not catching up. */
   readonly progress: { readonly done: number; readonly total: number } | null;
+  /**
+   * Why sync stopped (state 'error') or is being retried; null when all is well. Every failure that
+   * stops or slows sync is here with a kind.
+   */
   readonly error: ErrorData | null;
+  /** When the next connection attempt is due (ms since the epoch), while waiting out a back-off; else null. */
+  readonly retryAt: number | null;
+  /** Changes kept in the quarantine (not synced, with their error): see `sync.quarantined()`. */
+  readonly quarantined: number;
 }
 
 /** A transaction id from `begin`; calls that pass it run inside that transaction. */
@@ -117,6 +131,8 @@ export interface WorkerApi {
   reset(): Promise<Result<OpenResult>>;
   syncStart(): Promise<Result<void>>;
   syncStop(): Promise<Result<void>>;
+  /** Everything in the quarantine, oldest first (empty when the database was opened without sync). */
+  syncQuarantined(): Promise<Result<QuarantineEntry[]>>;
   execute(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<ExecuteResult>>;
   query(sql: string, params: Params | undefined, tx?: TxId): Promise<Result<Row[]>>;
   /** Resolves to the new row's ps_global_id, or null for a table that does not sync. */
