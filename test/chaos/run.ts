@@ -95,7 +95,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       endOnFailure: false,
     });
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const cause = error instanceof Error && error.cause instanceof Error ? `\n\nWhat the checker found in the shrunk run:\n${error.cause.message}` : '';
+    const message = (error instanceof Error ? error.message : String(error)) + cause;
     const seed = /seed: (-?\d+)/.exec(message)?.[1];
     const path = /path: "([^"]*)"/.exec(message)?.[1];
     const replay = `npm run test:chaos -- --features ${options.featureName ?? 'basic'}${seed ? ` --seed ${seed}` : ''}${path ? ` --path ${path}` : ''} --runs 1`;

@@ -88,7 +88,7 @@ export function scenarioArbitrary(features: Features, maxSteps = 30): fc.Arbitra
       }),
       skews: fc.array(fc.integer({ min: -10, max: 10 }).map((m) => m * 60_000), { minLength: count, maxLength: count }),
       versions: fc.array(fc.constantFrom<1 | 2>(1, 2), { minLength: count, maxLength: count }),
-      steps: fc.array(step, { minLength: 3, maxLength: maxSteps }),
+      steps: fc.array(step, { minLength: 6, maxLength: maxSteps, size: 'max' }),
     });
   });
 }
