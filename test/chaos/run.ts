@@ -60,8 +60,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const property = fc.asyncProperty(scenarioArbitrary(options.features, options.maxSteps ?? 30), async (scenario) => {
     const world = await World.create(options.features, scenario.users, scenario.skews, scenario.versions);
     try {
+      const t0 = Date.now();
       for (const step of scenario.steps) await play(world, step);
+      const t1 = Date.now();
       const divergences = await quiesce(world);
+      if (process.env.CHAOS_DEBUG) console.log(`steps ${scenario.steps.length} play ${t1 - t0} ms, quiesce ${Date.now() - t1} ms`);
       if (divergences.length === 0) divergences.push(...(await check(world)));
       if (!shrinking) {
         report.runs++;
@@ -148,7 +151,7 @@ async function quiesce(world: World): Promise<Divergence[]> {
       // its cursor): a fresh connection now, as the network coming back would give it.
       const first = since.get(device.index) ?? Date.now();
       since.set(device.index, first);
-      if (Date.now() - first > 150) {
+      if (Date.now() - first > 50) {
         since.set(device.index, Date.now());
         device.network.set(false);
         device.network.set(true);
