@@ -9,7 +9,7 @@ import type { WorkerClient } from './worker-client.js';
 export type { SyncState, SyncStatus } from './protocol/worker-api.js';
 export type { LostWrite as Conflict } from './protocol/change.js';
 
-const OFFLINE: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null };
+const OFFLINE: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null };
 
 export class Sync {
   readonly #client: WorkerClient;

@@ -7,7 +7,8 @@
  *   POST /v1/admin/projects                       admin key  → create a project
  *   POST /v1/projects/:project/dev/token          dev mode   → a token for a named user
  *   POST /v1/projects/:project/push               user token → ack
- *   GET  /v1/projects/:project/pull?cursor&limit  user token → changes
+ *   GET  /v1/projects/:project/pull?cursor&limit&fresh&deviceId  user token → changes (fresh=1: the
+ *        device holds none of its rows, so a pull from cursor 0 may leave deleted rows out)
  */
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -15,11 +16,11 @@ import * as v from 'valibot';
 import type { Changes } from '../lib/protocol/down.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
-import { HttpPushSchema, LIMITS } from '../lib/protocol/up.js';
+import { LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, findProject } from './push.js';
+import { acceptPush, anotherUsersDevice, findProject, HttpPushEnvelopeSchema } from './push.js';
 import { randomHex } from '../worker/random.js';
 import { StrategySchema, type Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
@@ -93,7 +94,10 @@ export function createApp(options: AppOptions): Hono {
   app.post('/v1/projects/:project/push', async (c) => {
     const project = await projectOf(c);
     const user = await userOf(c, project);
-    const body = parse(HttpPushSchema, await readJson(c));
+    const body = parse(HttpPushEnvelopeSchema, await readJson(c));
+    if (!(await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId: body.deviceId }))) {
+      throw anotherUsersDevice(body.deviceId);
+    }
     const { out, ack } = await acceptPush(store, {
       projectId: project.id,
       userId: user.userId,
@@ -102,7 +106,6 @@ export function createApp(options: AppOptions): Hono {
       changes: body.changes,
       resolver: options.resolver,
     });
-    await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId: body.deviceId });
     if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
     return c.json(ack);
   });
@@ -113,7 +116,9 @@ export function createApp(options: AppOptions): Hono {
     const cursor = integerParam(c.req.query('cursor'), 'cursor', 0);
     const limit = Math.min(integerParam(c.req.query('limit'), 'limit', 1000), LIMITS.maxBatchRows);
     if (limit < 1) throw new ServerError(ErrorKind.Invalid, 'limit must be at least 1');
-    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit });
+    const fresh = c.req.query('fresh');
+    if (fresh !== undefined && fresh !== '0' && fresh !== '1') throw new ServerError(ErrorKind.Invalid, 'fresh must be 0 or 1');
+    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1' });
     const deviceId = c.req.query('deviceId');
     if (deviceId !== undefined && v.is(IdSchema, deviceId)) {
       await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId, cursor: batch.cursor });

@@ -29,9 +29,14 @@ export class ServerError extends Error {
 export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
   const result = v.safeParse(schema, input);
   if (result.success) return result.output;
-  const issue = result.issues[0];
-  const path = issue.path?.map((item) => String(item.key)).join('.') ?? '';
   // A count over its limit is a 413, like a body over its size.
-  const status = issue.type === 'max_length' ? 413 : 400;
-  throw new ServerError(ErrorKind.Invalid, path ? `${path}: ${issue.message}` : issue.message, status);
+  const status = result.issues[0].type === 'max_length' ? 413 : 400;
+  throw new ServerError(ErrorKind.Invalid, issueMessage(result.issues), status);
+}
+
+/** The first problem of a failed parse, and where: `path: message`. */
+export function issueMessage(issues: readonly [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]): string {
+  const issue = issues[0];
+  const path = issue.path?.map((item) => String(item.key)).join('.') ?? '';
+  return path ? `${path}: ${issue.message}` : issue.message;
 }

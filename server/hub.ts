@@ -49,12 +49,16 @@ export class Hub {
     if (entries?.size === 0) this.#projects.delete(subscriber.projectId);
   }
 
-  /** Delivers committed effective changes to every subscriber of their scopes but the device that made them. */
-  publish(projectId: string, changes: readonly ScopedRowChange[], fromDeviceId?: string): void {
+  /**
+   * Delivers committed effective changes to every subscriber of their scopes but the socket that
+   * pushed them (its ack answers it). Told apart by subscriber, never by device id: a device id is
+   * only what a client says it is, and two sockets may carry the same one.
+   */
+  publish(projectId: string, changes: readonly ScopedRowChange[], from?: Subscriber): void {
     const entries = this.#projects.get(projectId);
     if (!entries) return;
     for (const entry of entries.values()) {
-      if (entry.subscriber.deviceId === fromDeviceId) continue;
+      if (entry.subscriber === from) continue;
       const visible = changes.filter((change) => entry.subscriber.scopes.has(change.scope));
       if (visible.length === 0) continue;
       if (entry.buffer !== null) entry.buffer.push(...visible);

@@ -8,14 +8,19 @@
  *   edit different columns of one row both keep their edit.
  * - 'row-lww': the whole change wins or loses against the row's newest clock.
  * - 'server-wins': a change loses every column that another device wrote after the pushing device
- *   last synced (the column's seq is above the device's cursor), whatever the clocks say.
+ *   last synced when it made the edit (the column's seq is above the change's base, or the push's
+ *   cursor when the change carries none), whatever the clocks say.
  * - 'client-wins': every change applies; the last to reach the server wins.
  * Deletes, under every rule but 'client-wins', follow the clocks. A delete beats updates with older
  * clocks, and loses to an update with a newer one. An insert or update with a newer clock than the
  * delete brings the row back. A delete of a row the server has never seen leaves a tombstone, so
  * that an older insert arriving later cannot bring the row back.
  *
- * Every write that lost, whole or per column, comes back as a Conflict naming both sides and the rule.
+ * Every write that was discarded comes back as a Conflict naming both sides and the rule, whichever
+ * arrived first: an incoming write that lost (whole or per column), and also a current value the
+ * incoming write overwrote although its device had not seen it (written by another device after the
+ * change's base), a delete undone by an edit whose device had not seen it, and unseen edits wiped
+ * by a delete. So the same pair of concurrent writes is reported once in either arrival order.
  * A resolver given to createServer can decide a conflict instead: it sees both sides and picks.
  */
 import type { ClientChange, Operation } from '../lib/protocol/change.js';
@@ -29,8 +34,13 @@ export interface RowState {
   readonly values: Readonly<Record<string, ColumnValue>>;
   /** The clock that wrote each column's current value. */
   readonly clocks: Readonly<Record<string, string>>;
-  /** The seq at which each column last changed (for 'server-wins'). */
+  /** The seq at which each column last changed: what the pushing device had or had not seen. */
   readonly seqs: Readonly<Record<string, number>>;
+  /**
+   * The seq at which the row last changed as other devices see it (for a deleted row: its delete's;
+   * 0 for a tombstone of a row never seen, which no device was ever sent).
+   */
+  readonly lastSeq: number;
   readonly deleted: boolean;
   /** The clock of the delete that holds, when the row is deleted (or was deleted before). */
   readonly deleteClock: string | null;
@@ -64,7 +74,7 @@ export type Resolver = (conflict: {
 export interface MergeContext {
   readonly strategy: Strategy;
   readonly resolver?: Resolver | undefined;
-  /** The highest seq the pushing device had applied (for 'server-wins'). */
+  /** The highest seq the pushing device had applied when it pushed: a change's base when it has none. */
   readonly deviceCursor: number;
 }
 
@@ -76,7 +86,7 @@ export interface MergeResult {
   readonly conflicts: readonly Conflict[];
 }
 
-const EMPTY: RowState = { values: {}, clocks: {}, seqs: {}, deleted: false, deleteClock: null };
+const EMPTY: RowState = { values: {}, clocks: {}, seqs: {}, lastSeq: 0, deleted: false, deleteClock: null };
 
 /** The newest clock that wrote any part of the row. */
 export function newestClock(state: RowState): string | null {
@@ -85,13 +95,37 @@ export function newestClock(state: RowState): string | null {
   return newest;
 }
 
+/** The cursor the change was made at: what it had seen of the row. */
+export function baseOf(change: ClientChange, context: MergeContext): number {
+  return change.base ?? context.deviceCursor;
+}
+
+/** Whether a write at `seq` by the device of `clock` was unseen by `change`'s device when it made it. */
+function unseen(seq: number, clock: string | null, change: ClientChange, base: number): boolean {
+  return (seq === 0 || seq > base) && (clock === null || deviceOf(clock) !== deviceOf(change.clock));
+}
+
+/**
+ * Whether `current` holds anything `change`'s device cannot derive from its own writes and what it
+ * had applied when it made the change: a column (or the delete) another device wrote after its base.
+ */
+export function hasUnseen(current: RowState, change: ClientChange, context: MergeContext): boolean {
+  const base = baseOf(change, context);
+  if (current.deleted) return unseen(current.lastSeq, current.deleteClock, change, base);
+  for (const [column, clock] of Object.entries(current.clocks)) {
+    if (unseen(current.seqs[column] ?? current.lastSeq, clock, change, base)) return true;
+  }
+  return false;
+}
+
 /**
  * Merges `change` into `current` (null: the server has never seen the row). `seq` is the seq the
- * change's effect will commit at, recorded per column for 'server-wins'.
+ * change's effect will commit at, recorded per column and as the row's lastSeq when it is effective.
  */
 export function merge(current: RowState | null, change: ClientChange, seq: number, context: MergeContext): MergeResult {
   const state = current ?? EMPTY;
-  return change.op === 'delete' ? mergeDelete(current, state, change, context) : mergeWrite(current, state, change, seq, context);
+  const result = change.op === 'delete' ? mergeDelete(current, state, change, context) : mergeWrite(current, state, change, seq, context);
+  return result.effective ? { ...result, state: { ...result.state, lastSeq: seq } } : result;
 }
 
 function decide(
@@ -119,12 +153,21 @@ function mergeWrite(current: RowState | null, state: RowState, change: ClientCha
       winning,
     });
 
-  // A delete with a newer clock holds against this write (except when clients always win).
-  if (state.deleted && state.deleteClock !== null && context.strategy !== 'client-wins') {
-    const { incomingWins, rule } = decide(context, change, state, null, change.clock > state.deleteClock);
+  const base = baseOf(change, context);
+  // A delete with a newer clock holds against this write (except when clients always win). A write
+  // that wins brings the row back: the delete is lost, and recorded so, if its device's delete was
+  // one this device had not seen.
+  if (state.deleted && state.deleteClock !== null) {
+    const { incomingWins, rule } =
+      context.strategy === 'client-wins'
+        ? { incomingWins: true, rule: context.strategy }
+        : decide(context, change, state, null, change.clock > state.deleteClock);
     if (!incomingWins) {
       lose(null, rule, { op: 'delete', clock: state.deleteClock });
       return { state, effective: false, conflicts };
+    }
+    if (unseen(state.lastSeq, state.deleteClock, change, base)) {
+      conflicts.push({ table: change.table, row: change.row, column: null, rule, losing: { op: 'delete', clock: state.deleteClock }, winning: { op: change.op, clock: change.clock } });
     }
   }
 
@@ -149,29 +192,46 @@ function mergeWrite(current: RowState | null, state: RowState, change: ClientCha
         wins = clock === undefined || change.clock > clock;
         break;
       case 'server-wins':
-        wins = clock === undefined || clock.endsWith(`-${deviceOf(change.clock)}`) || (state.seqs[column] ?? 0) <= context.deviceCursor;
+        wins = clock === undefined || clock.endsWith(`-${deviceOf(change.clock)}`) || (state.seqs[column] ?? 0) <= base;
         break;
       case 'row-lww':
       case 'client-wins':
         wins = true;
         break;
     }
+    let rule: Strategy | 'resolver' = context.strategy;
     if (!wins || context.resolver) {
       const verdict: { incomingWins: boolean; rule: Strategy | 'resolver' } =
         clock === undefined ? { incomingWins: true, rule: context.strategy } : decide(context, change, state, column, wins);
       wins = verdict.incomingWins;
+      rule = verdict.rule;
       if (!wins) {
         lose(column, verdict.rule, { op: 'current', clock: clock ?? null, value: state.values[column] ?? null }, value);
         continue;
       }
     }
-    if (!sameValue(state.values[column], value) || state.deleted || current === null) effective = true;
+    const changed = !sameValue(state.values[column], value);
+    // The current value is discarded although this device never saw it: a conflict as much as the
+    // reverse arrival order would be. (Values under a delete were discarded by the delete.)
+    if (changed && clock !== undefined && !state.deleted && unseen(state.seqs[column] ?? state.lastSeq, clock, change, base)) {
+      conflicts.push({
+        table: change.table,
+        row: change.row,
+        column,
+        rule,
+        losing: { op: 'current', clock, value: state.values[column] ?? null },
+        winning: { op: change.op, clock: change.clock, value },
+      });
+    }
+    if (changed || state.deleted || current === null) {
+      effective = true;
+      nextSeqs[column] = seq;
+    }
     nextValues[column] = value;
     nextClocks[column] = change.clock;
-    nextSeqs[column] = seq;
   }
   return {
-    state: { values: nextValues, clocks: nextClocks, seqs: nextSeqs, deleted: false, deleteClock: state.deleteClock },
+    state: { values: nextValues, clocks: nextClocks, seqs: nextSeqs, lastSeq: state.lastSeq, deleted: false, deleteClock: state.deleteClock },
     effective,
     conflicts,
   };
@@ -197,7 +257,13 @@ function mergeDelete(current: RowState | null, state: RowState, change: ClientCh
       conflicts: [{ table: change.table, row: change.row, column: null, rule, losing: { op: 'delete', clock: change.clock }, winning: { op: 'current', clock: newest } }],
     };
   }
-  return { state: { ...state, deleted: true, deleteClock: change.clock }, effective: true, conflicts: [] };
+  // Edits the deleting device had not seen are wiped with the row: recorded, as the reverse order would be.
+  const base = baseOf(change, context);
+  const wiped = Object.entries(state.clocks).some(([column, clock]) => unseen(state.seqs[column] ?? state.lastSeq, clock, change, base));
+  const conflicts: Conflict[] = wiped
+    ? [{ table: change.table, row: change.row, column: null, rule, losing: { op: 'current', clock: newest }, winning: { op: 'delete', clock: change.clock } }]
+    : [];
+  return { state: { ...state, deleted: true, deleteClock: change.clock }, effective: true, conflicts };
 }
 
 function deviceOf(clock: string): string {

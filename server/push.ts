@@ -1,19 +1,69 @@
 /**
- * What a push goes through, over HTTP and over the socket alike: the drift cap on its clocks, the
- * store's atomic push, and the ack that answers it. Each caller then does its own after-commit
- * work (the socket fans out; the HTTP route records the device and calls onCommit).
+ * What a push goes through, over HTTP and over the socket alike: each change parsed and checked on
+ * its own (schema, drift cap on its clock), the store's atomic push of those that pass, and the ack
+ * that answers it. A change that fails is rejected alone (outcome 'rejected' with its error; nothing
+ * of it stored) and the rest of the push goes on, so one bad change never blocks a device's later
+ * ones. Each caller then does its own after-commit work (the socket fans out; the HTTP route calls
+ * onCommit).
  */
+import type { ClientChange, PushResult } from '../lib/protocol/change.js';
+import { ClientChangeSchema } from '../lib/protocol/change.js';
 import type { Ack } from '../lib/protocol/down.js';
+import { ErrorKind } from '../lib/protocol/error-kind.js';
+import { HttpPushSchema, LIMITS, PushSchema } from '../lib/protocol/up.js';
 import * as v from 'valibot';
 import { IdSchema } from '../lib/protocol/values.js';
-import { checkClocks } from './clocks.js';
+import { clockCheck } from './clocks.js';
+import { issueMessage, ServerError } from './errors.js';
 import type { Project, PushInput, PushOutput, Store } from './store/store.js';
 
-export async function acceptPush(store: Store, input: PushInput): Promise<{ out: PushOutput; ack: Ack }> {
-  checkClocks(input.changes);
-  const out = await store.push(input);
-  const ack: Ack = { type: 'ack', results: out.results, ...(out.conflicts.length > 0 ? { conflicts: out.conflicts, rows: out.settled } : {}) };
+/** A push's changes as the envelope carries them: a list within the count limit, each parsed later on its own. */
+const RawChangesSchema = v.pipe(v.array(v.unknown()), v.maxLength(LIMITS.maxChangesPerPush, `at most ${LIMITS.maxChangesPerPush} changes per push`));
+/** PushSchema with its changes left unparsed. */
+export const PushEnvelopeSchema = v.strictObject({ ...PushSchema.entries, changes: RawChangesSchema });
+/** HttpPushSchema with its changes left unparsed. */
+export const HttpPushEnvelopeSchema = v.strictObject({ ...HttpPushSchema.entries, changes: RawChangesSchema });
+
+export interface PushRequest extends Omit<PushInput, 'changes'> {
+  /** The changes as received, in push order. */
+  readonly changes: readonly unknown[];
+}
+
+export async function acceptPush(store: Store, request: PushRequest): Promise<{ out: PushOutput; ack: Ack }> {
+  const clockError = clockCheck();
+  const valid: ClientChange[] = [];
+  // One slot per pushed change: its rejection, or null where the store's result goes.
+  const slots: Array<PushResult | null> = request.changes.map((raw) => {
+    const parsed = v.safeParse(ClientChangeSchema, raw);
+    const error = parsed.success ? clockError(parsed.output) : issueMessage(parsed.issues);
+    if (error === null && parsed.success) {
+      valid.push(parsed.output);
+      return null;
+    }
+    return { id: idOf(raw), outcome: 'rejected', seq: null, error: { kind: ErrorKind.Invalid, message: error ?? 'invalid change' } };
+  });
+  const stored = await store.push({ ...request, changes: valid });
+  let next = 0;
+  const results = slots.map((slot) => slot ?? (stored.results[next++] as PushResult));
+  const out: PushOutput = { ...stored, results };
+  const ack: Ack = {
+    type: 'ack',
+    results,
+    ...(out.conflicts.length > 0 ? { conflicts: out.conflicts } : {}),
+    ...(out.rows.length > 0 ? { rows: out.rows } : {}),
+  };
   return { out, ack };
+}
+
+/** The id of a change too malformed to parse, so the device can match the rejection ('' when it has none). */
+function idOf(raw: unknown): string {
+  const id = typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined;
+  return typeof id === 'string' ? id : '';
+}
+
+/** The refusal of a hello or push naming a device id that Store.touchDevice found bound to another user. */
+export function anotherUsersDevice(deviceId: string): ServerError {
+  return new ServerError(ErrorKind.Auth, `device ${deviceId} belongs to another user of this project: a device id is bound to the user who first used it`);
 }
 
 /** The project named in a URL, or null when there is none (a name that is not an id included). */

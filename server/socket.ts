@@ -1,24 +1,27 @@
 /**
  * One device's WebSocket: hello and authentication first, then catch-up, then live.
  *
- *   device → hello { protocolVersion, deviceId, cursor, token }
+ *   device → hello { protocolVersion, deviceId, cursor, fresh?, token }
  *   server → changes { ..., hasMore } × n            (catch-up from the cursor, in batches)
  *   server → changes { ..., hasMore: false }         (live, as other devices' changes commit)
  *   device → push { changes }  ⇒  server → ack { results }   (after commit)
  *
- * Nothing but a hello is accepted before authentication; a bad hello (wrong version, bad token)
- * gets an error frame and the socket is closed. A bad frame after that gets an error frame, is
- * ignored, and the socket stays open: the device may send the next one.
+ * Nothing but a hello is accepted before authentication; a bad hello (wrong version, bad token, a
+ * device id that belongs to another user) gets an error frame and the socket is closed. A bad frame
+ * after that (not JSON, no valid type, a malformed push envelope) gets an error frame, is ignored,
+ * and the socket stays open: the device may send the next one. A bad change inside a good push is
+ * rejected alone in the ack (server/push.ts).
  */
 import type { WSContext } from 'hono/ws';
 import type { DownMessage } from '../lib/protocol/down.js';
 import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
-import { LIMITS, UpMessageSchema, type Hello, type Push } from '../lib/protocol/up.js';
+import * as v from 'valibot';
+import { HelloSchema, LIMITS, type Hello } from '../lib/protocol/up.js';
 import { verifyUserToken, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush } from './push.js';
+import { acceptPush, anotherUsersDevice, PushEnvelopeSchema } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { Resolver } from './merge.js';
 import { scopesOf, type Project, type Store } from './store/store.js';
@@ -31,6 +34,8 @@ export interface SocketDeps {
   readonly log: (line: Record<string, unknown>) => void;
 }
 
+/** An up frame: a hello, or a push whose changes are parsed one by one later. */
+const UpFrameSchema = v.variant('type', [HelloSchema, PushEnvelopeSchema]);
 
 export class SyncSocket {
   readonly #deps: SocketDeps;
@@ -74,7 +79,7 @@ export class SyncSocket {
     } catch {
       throw new ServerError(ErrorKind.Invalid, 'the frame is not valid JSON');
     }
-    const message = parse(UpMessageSchema, json);
+    const message = parse(UpFrameSchema, json);
     if (message.type === 'hello') return this.#hello(message);
     if (this.#user === null) throw new ServerError(ErrorKind.Auth, 'say hello with a token first');
     return this.#push(message);
@@ -85,8 +90,12 @@ export class SyncSocket {
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new ServerError(ErrorKind.Version, `this server speaks protocol version ${PROTOCOL_VERSION}, not ${hello.protocolVersion}`);
     }
-    this.#user = await verifyUserToken(hello.token, this.#project);
-    const user = this.#user;
+    const user = await verifyUserToken(hello.token, this.#project);
+    const claimed = await this.#deps.store.touchDevice({ projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
+    if (!claimed) {
+      throw anotherUsersDevice(hello.deviceId);
+    }
+    this.#user = user;
     this.#cursor = hello.cursor;
     const subscriber: Subscriber = {
       projectId: this.#project.id,
@@ -97,11 +106,12 @@ export class SyncSocket {
     this.#subscriber = subscriber;
     // Subscribe before reading, so nothing committed during the catch-up is missed.
     this.#deps.hub.add(subscriber);
-    await this.#deps.store.touchDevice({ projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
     this.#deps.log({ event: 'connect', project: this.#project.id, user: user.userId, device: hello.deviceId, cursor: hello.cursor });
     let cursor = hello.cursor;
+    // `fresh` lets the first page leave deletes out; later pages have a cursor above 0.
+    const fresh = hello.fresh === true;
     for (;;) {
-      const batch = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit: this.#deps.batchSize });
+      const batch = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit: this.#deps.batchSize, fresh });
       if (this.#closed) return;
       this.#send({ type: 'changes', ...batch });
       cursor = batch.cursor;
@@ -111,7 +121,7 @@ export class SyncSocket {
     this.#deps.hub.live(subscriber, cursor);
   }
 
-  async #push(push: Push): Promise<void> {
+  async #push(push: v.InferOutput<typeof PushEnvelopeSchema>): Promise<void> {
     const user = this.#user as User;
     const subscriber = this.#subscriber as Subscriber;
     const { out, ack } = await acceptPush(this.#deps.store, {
@@ -123,7 +133,7 @@ export class SyncSocket {
       resolver: this.#deps.resolver,
     });
     this.#send(ack);
-    if (out.effective.length > 0) this.#deps.hub.publish(this.#project.id, out.effective, subscriber.deviceId);
+    if (out.effective.length > 0) this.#deps.hub.publish(this.#project.id, out.effective, subscriber);
     for (const conflict of out.conflicts) this.#deps.log({ event: 'conflict', project: this.#project.id, ...conflict });
   }
 

@@ -17,13 +17,39 @@ describe('odd schemas', () => {
     expect(recorded.map((c) => c.ps_global_id).sort()).toEqual(rows.map((r) => r.ps_global_id).sort());
   });
 
-  it('handles identifiers with quotes, spaces and keywords', async () => {
-    const engine = await openEngine({}, `CREATE TABLE "we""ird table" ("select" TEXT, "it's" INTEGER, "a b" TEXT)`);
-    const gid = engine.insert('we"ird table', { select: 'x', "it's": 1, 'a b': 'y' });
-    engine.update('we"ird table', { "it's": 2 }, { select: 'x' });
+  it('handles identifiers that are keywords', async () => {
+    const engine = await openEngine({}, `CREATE TABLE "order" ("select" TEXT, "group" INTEGER, "from" TEXT)`);
+    const gid = engine.insert('order', { select: 'x', group: 1, from: 'y' });
+    engine.update('order', { group: 2 }, { select: 'x' });
     const [insert, update] = changes(engine);
     expect(insert!.ps_global_id).toBe(gid);
-    expect(JSON.parse(update!.payload)).toEqual({ row: { select: 'x', "it's": 2, 'a b': 'y' }, changed: ["it's"] });
+    expect(JSON.parse(update!.payload)).toEqual({ row: { select: 'x', group: 2, from: 'y' }, changed: ['group'] });
+  });
+
+  it('refuses at open a synced table or column whose name the wire cannot carry, naming it (defect 2)', async () => {
+    const long = 'x'.repeat(64);
+    for (const [setup, name] of [
+      ['CREATE TABLE "my-notes" (body TEXT)', 'my-notes'],
+      ['CREATE TABLE people (name TEXT, "e-mail" TEXT)', 'e-mail'],
+      ['CREATE TABLE "café" (v TEXT)', 'café'],
+      [`CREATE TABLE ${long} (v TEXT)`, long],
+      [`CREATE TABLE t (${long} TEXT)`, long],
+    ] as const) {
+      await expect(openEngine({}, setup)).rejects.toMatchObject({ kind: ErrorKind.Schema, message: expect.stringContaining(JSON.stringify(name)) });
+    }
+    await expect(openEngine({}, 'CREATE TABLE "my-notes" (body TEXT)')).rejects.toMatchObject({ message: expect.stringContaining('`tables` option') });
+    // Left out of sync, the table is an ordinary local table.
+    const engine = await openEngine({ tables: ['todos'] }, 'CREATE TABLE "my-notes" (body TEXT); CREATE TABLE todos (title TEXT)');
+    expect(engine.insert('my-notes', { body: 'local' })).toBeNull();
+    expect(engine.syncedTables).toEqual(['todos']);
+  });
+
+  it('refuses a synced table created at runtime with a name the wire cannot carry, and undoes it', async () => {
+    const engine = await openEngine({ schema: todoSchema });
+    expect(() => engine.execute('CREATE TABLE "my-notes" (body TEXT)')).toThrow(expect.objectContaining({ kind: ErrorKind.Schema }));
+    expect(engine.query("SELECT name FROM sqlite_schema WHERE name = 'my-notes'")).toEqual([]);
+    engine.insert('todos', { title: 'still captured' });
+    expect(changes(engine)).toHaveLength(1);
   });
 
   it('tests a column named sql in a where object as a column, not as SQL', async () => {
@@ -168,5 +194,60 @@ describe('scripts', () => {
       expect.objectContaining({ kind: ErrorKind.Invalid }),
     );
     expect(engine.query('SELECT count(*) AS n FROM todos')).toEqual([{ n: 0 }]);
+  });
+});
+
+describe('transaction statements from the app (defect 12)', () => {
+  it('refuses BEGIN, COMMIT, ROLLBACK, END, SAVEPOINT and RELEASE with kind invalid, pointing to db.transaction()', async () => {
+    const engine = await openEngine({ schema: todoSchema });
+    for (const sql of ['BEGIN', 'begin immediate', 'BEGIN EXCLUSIVE TRANSACTION', 'COMMIT', 'END', 'ROLLBACK', 'SAVEPOINT s', 'RELEASE s', 'ROLLBACK TO s']) {
+      expect(() => engine.execute(sql)).toThrow(expect.objectContaining({ kind: ErrorKind.Invalid, message: expect.stringContaining('db.transaction()') }));
+      expect(engine.inTransaction).toBe(false);
+    }
+    expect(() => engine.query('  /* a comment */ BEGIN;')).toThrow(expect.objectContaining({ kind: ErrorKind.Invalid }));
+    // In a script, the whole script is refused and nothing of it lands.
+    expect(() => engine.execute("BEGIN; INSERT INTO todos (title) VALUES ('x'); COMMIT")).toThrow(expect.objectContaining({ kind: ErrorKind.Invalid }));
+    expect(() => engine.execute("INSERT INTO todos (title) VALUES ('x'); SAVEPOINT a")).toThrow(expect.objectContaining({ kind: ErrorKind.Invalid }));
+    expect(engine.inTransaction).toBe(false);
+    expect(engine.query('SELECT count(*) AS n FROM todos')).toEqual([{ n: 0 }]);
+    expect(changes(engine)).toEqual([]);
+  });
+
+  it("keeps the engine's own transactions working", async () => {
+    const engine = await openEngine({ schema: todoSchema });
+    engine.begin();
+    expect(() => engine.execute('COMMIT')).toThrow(expect.objectContaining({ kind: ErrorKind.Invalid }));
+    engine.insert('todos', { title: 'x' });
+    expect(engine.inTransaction).toBe(true);
+    engine.commit();
+    engine.begin();
+    engine.insert('todos', { title: 'y' });
+    engine.rollback();
+    expect(engine.query('SELECT title FROM todos')).toEqual([{ title: 'x' }]);
+  });
+});
+
+describe('64-bit integers (defect 8)', () => {
+  const big = 9007199254740993n;
+
+  it('captures integers beyond ±(2^53 - 1) as {"$int": decimal} and those inside as numbers', async () => {
+    const engine = await openEngine({}, 'CREATE TABLE n (a INTEGER, b INTEGER, c INTEGER, d INTEGER)');
+    engine.insert('n', { a: big, b: -big, c: 9007199254740991, d: 9223372036854775807n });
+    engine.execute('UPDATE n SET a = -9223372036854775808');
+    engine.execute('DELETE FROM n');
+    const [insert, update, remove] = changes(engine).map((c) => JSON.parse(c.payload) as Record<string, Record<string, unknown>>);
+    expect(insert!.row).toEqual({ a: { $int: '9007199254740993' }, b: { $int: '-9007199254740993' }, c: 9007199254740991, d: { $int: '9223372036854775807' } });
+    expect(update!.row!.a).toEqual({ $int: '-9223372036854775808' });
+    expect(remove!.old!.d).toEqual({ $int: '9223372036854775807' });
+  });
+
+  it('round-trips 9007199254740993 exactly through the typed API and query()', async () => {
+    const engine = await openEngine({}, 'CREATE TABLE n (k TEXT, v INTEGER)');
+    engine.insert('n', { k: 'a', v: big });
+    engine.execute('INSERT INTO n (k, v) VALUES (?, ?)', ['b', big]);
+    engine.update('n', { v: big + 2n }, { k: 'b' });
+    expect(engine.query('SELECT k, v FROM n ORDER BY k')).toEqual([{ k: 'a', v: big }, { k: 'b', v: big + 2n }]);
+    expect(engine.query('SELECT k FROM n WHERE v = ?', [big])).toEqual([{ k: 'a' }]);
+    expect(engine.query('SELECT v FROM n WHERE k = ?', ['a'])[0]!.v).toBe(big);
   });
 });

@@ -98,7 +98,8 @@ describe('change capture', () => {
     engine.execute("INSERT INTO kv (k, v) VALUES ('a', '1')");
     engine.execute("UPDATE kv SET v = '2' WHERE k = 'a'");
     const [insert, update] = changes(engine);
-    expect(insert!.ps_global_id).toMatch(/^[0-9a-f]{32}$/);
+    // Identified by its key (engine-identity.test.ts).
+    expect(insert!.ps_global_id).toMatch(/^k[0-9a-f]{32}$/);
     expect(update!.ps_global_id).toBe(insert!.ps_global_id);
     expect(engine.query('SELECT ps_global_id FROM kv')[0]!.ps_global_id).toBe(insert!.ps_global_id);
   });

@@ -16,13 +16,16 @@ const change = (op: ClientChange['op'], at: string, values?: ClientChange['value
   ...(values ? { values } : {}),
 });
 
-/** Applies changes in order from an empty server, returning the final state and all conflicts. */
+/**
+ * Applies changes in order from an empty server, returning the final state and all conflicts. A
+ * change without a base was made having seen every change before it.
+ */
 function run(changes: ClientChange[], context: MergeContext = lww) {
   let state: RowState | null = null;
   const conflicts = [];
   let seq = 0;
   for (const c of changes) {
-    const result = merge(state, c, ++seq, context);
+    const result = merge(state, { base: seq, ...c }, ++seq, context);
     state = result.state;
     conflicts.push(...result.conflicts);
   }
@@ -76,6 +79,51 @@ describe('column last-writer-wins', () => {
   });
 });
 
+describe('a discarded write is recorded whichever arrives first', () => {
+  const base = merge(null, { ...change('insert', clock(100, 'z'), { title: 'x' }), base: 0 }, 1, lww).state;
+  const fromA = { ...change('update', clock(200, 'a'), { title: 'from a' }), base: 1 };
+  const fromB = { ...change('update', clock(300, 'b'), { title: 'from b' }), base: 1 };
+
+  it.each([
+    ['the loser first', [fromA, fromB]],
+    ['the winner first', [fromB, fromA]],
+  ])('%s: one conflict, the same one', (_name, order) => {
+    let state = base;
+    const conflicts = [];
+    let seq = 1;
+    for (const c of order) {
+      const result = merge(state, c, ++seq, lww);
+      state = result.state;
+      conflicts.push(...result.conflicts);
+    }
+    expect(state.values.title).toBe('from b');
+    expect(conflicts).toHaveLength(1);
+    expect(conflicts[0]).toMatchObject({ column: 'title', losing: { clock: clock(200, 'a'), value: 'from a' }, winning: { clock: clock(300, 'b'), value: 'from b' } });
+  });
+
+  it('no conflict when the device had seen the value it overwrites, or wrote it itself', () => {
+    const afterA = merge(base, fromA, 2, lww).state;
+    expect(merge(afterA, { ...fromB, base: 2 }, 3, lww).conflicts).toEqual([]);
+    expect(merge(afterA, { ...change('update', clock(400, 'a'), { title: 'again' }), base: 1 }, 3, lww).conflicts).toEqual([]);
+  });
+
+  it('a delete that wins over an edit the deleting device had not seen records the edit as lost', () => {
+    const afterA = merge(base, fromA, 2, lww).state;
+    const del = merge(afterA, { ...change('delete', clock(500, 'b')), base: 1 }, 3, lww);
+    expect(del.state.deleted).toBe(true);
+    expect(del.conflicts).toMatchObject([{ column: null, losing: { op: 'current', clock: clock(200, 'a') }, winning: { op: 'delete', clock: clock(500, 'b') } }]);
+  });
+});
+
+describe('64-bit integers', () => {
+  it('an equal $int value changes nothing; a different one does', () => {
+    const big = { $int: '9007199254740993' };
+    const first = merge(null, change('insert', clock(100, 'a'), { n: big }), 1, lww);
+    expect(merge(first.state, change('update', clock(200, 'a'), { n: { $int: '9007199254740993' } }), 2, lww).effective).toBe(false);
+    expect(merge(first.state, change('update', clock(200, 'a'), { n: { $int: '9007199254740995' } }), 2, lww).effective).toBe(true);
+  });
+});
+
 describe('deletes', () => {
   const insert = change('insert', clock(100, 'a'), { title: 'x' });
 
@@ -118,6 +166,15 @@ describe('other strategies', () => {
     );
     expect(state.values).toEqual({ title: 'new', done: 0 }); // b's edit of another column lost too
     expect(conflicts).toMatchObject([{ column: null, rule: 'row-lww' }]);
+  });
+
+  it('server-wins: an edit is judged by its base (the cursor when it was made), not the push cursor', () => {
+    let state = merge(null, change('insert', clock(100, 'a'), { title: 'x' }), 1, lww).state;
+    state = merge(state, change('update', clock(200, 'a'), { title: 'server' }), 2, lww).state;
+    const offline = { ...change('update', clock(900, 'b'), { title: 'device' }), base: 1 };
+    const result = merge(state, offline, 3, { strategy: 'server-wins', deviceCursor: 2 });
+    expect(result.state.values.title).toBe('server');
+    expect(result.conflicts).toMatchObject([{ column: 'title', rule: 'server-wins' }]);
   });
 
   it('server-wins: a write to a column changed since the device last synced loses, whatever its clock', () => {

@@ -190,7 +190,7 @@ describe('replica', () => {
     expect(out.results).toMatchObject([{ outcome: 'superseded' }]);
     await sync(b, b.replica.cursor); // a's change arrives first: b's unacknowledged, newer edit keeps its value
     expect(b.rows()[0]!.title).toBe('from b, later');
-    b.replica.acknowledge(out.results.map((r) => r.id), out.settled); // the ack's rows bring the server's decision
+    b.replica.acknowledge(out.results.map((r) => r.id), out.rows); // the ack's rows bring the server's decision
     expect(b.rows()).toEqual(a.rows());
     expect(b.rows()[0]!.title).toBe('from a');
   });

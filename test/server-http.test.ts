@@ -2,6 +2,7 @@
 import { sign } from 'hono/jwt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClientChange } from '../lib/protocol/change.js';
+import type { Ack, Changes } from '../lib/protocol/down.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { createApp } from '../server/app.js';
 import { mintUserToken } from '../server/auth.js';
@@ -101,11 +102,8 @@ describe('isolation', () => {
 describe('bad input changes nothing and says why', () => {
   const cases: Array<[string, () => Promise<Response>, number, string]> = [
     ['malformed JSON', async () => push('p1', await mintUserToken(p1, 'alice'), '{"deviceId": "d1", "changes": ['), 400, 'invalid'],
-    ['wrong types', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [{ ...change('r1', { a: 1 }), clock: 42 }] }), 400, 'invalid'],
+    ['changes that are not a list', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: 'all of them' }), 400, 'invalid'],
     ['an unknown field', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [], extra: true }), 400, 'invalid'],
-    ['SQL in a table name', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [change('r1', { a: 1 }, 'todos; DROP TABLE x')] }), 400, 'invalid'],
-    ['SQL in a column name', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [change('r1', { 'a" = 1 --': 1 })] }), 400, 'invalid'],
-    ['a reserved table name', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [change('r1', { a: 1 }, '__pocketsync_changes')] }), 400, 'invalid'],
     ['too many changes', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: Array.from({ length: LIMITS.maxChangesPerPush + 1 }, (_, i) => change(`r${i}`, { i })) }), 413, 'invalid'],
     ['an oversize body', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [change('r1', { blob: 'x'.repeat(LIMITS.maxMessageBytes) })] }), 413, 'invalid'],
     ['no token', async () => push('p1', undefined, { deviceId: 'd1', changes: [change('r1', { a: 1 })] }), 401, 'auth'],
@@ -113,7 +111,6 @@ describe('bad input changes nothing and says why', () => {
     ['a forged token', async () => push('p1', await sign({ sub: 'alice', project: 'p1', exp: Math.floor(Date.now() / 1000) + 60 }, 'not-the-secret', 'HS256'), { deviceId: 'd1', changes: [change('r1', { a: 1 })] }), 401, 'auth'],
     ['a token for another project', async () => push('p1', await sign({ sub: 'alice', project: 'p2', exp: Math.floor(Date.now() / 1000) + 60 }, p1.secret, 'HS256'), { deviceId: 'd1', changes: [change('r1', { a: 1 })] }), 401, 'auth'],
     ['a token without expiry', async () => push('p1', await sign({ sub: 'alice', project: 'p1' }, p1.secret, 'HS256'), { deviceId: 'd1', changes: [change('r1', { a: 1 })] }), 401, 'auth'],
-    ['a clock two hours ahead of the server', async () => push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [change('r1', { a: 1 }), { ...change('r2', { a: 2 }), clock: formatClock({ wall: Date.now() + 2 * 3_600_000, counter: 0, deviceId: 'd1' }) }] }), 400, 'invalid'],
     ['an unknown project', async () => push('nope', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [] }), 404, 'not-found'],
     ['a bad cursor', async () => pull('p1', await mintUserToken(p1, 'alice'), 'cursor=-1'), 400, 'invalid'],
   ];
@@ -128,5 +125,59 @@ describe('bad input changes nothing and says why', () => {
     expect(committed).toEqual([]);
     // ...and the server keeps serving.
     expect((await app.request('/v1/health')).status).toBe(200);
+  });
+});
+
+describe('one bad change does not refuse the push', () => {
+  it.each([
+    ['wrong types', { ...change('r1', { a: 1 }), clock: 42 }],
+    ['SQL in a table name', change('r1', { a: 1 }, 'todos; DROP TABLE x')],
+    ['SQL in a column name', change('r1', { 'a" = 1 --': 1 })],
+    ['a reserved table name', change('r1', { a: 1 }, '__pocketsync_changes')],
+    ['a table name SQLite allows but the wire does not', change('r1', { a: 1 }, 'my-notes')],
+    ['a row id the wire refuses', change('a row id with spaces', { a: 1 })],
+    ['a clock two hours ahead of the server', { ...change('r2', { a: 2 }), clock: formatClock({ wall: Date.now() + 2 * 3_600_000, counter: 0, deviceId: 'd1' }) }],
+  ])('%s: that change is rejected, the others are applied', async (_name, bad) => {
+    const token = await mintUserToken(p1, 'alice');
+    const good = change('good', { a: 1 });
+    const res = await push('p1', token, { deviceId: 'd1', changes: [bad, good] });
+    expect(res.status).toBe(200);
+    const ack = (await res.json()) as Ack;
+    expect(ack.results).toMatchObject([
+      { id: bad.id, outcome: 'rejected', seq: null, error: { kind: 'invalid', message: expect.any(String) as string } },
+      { id: good.id, outcome: 'applied', seq: 1 },
+    ]);
+    expect(ack.results[0]!.error!.message.length).toBeGreaterThan(0);
+    expect(committed.map((c) => c.row)).toEqual(['good']);
+    expect(await store.currentSeq('p1')).toBe(1);
+  });
+
+  it('a change without a readable id is rejected with id ""', async () => {
+    const res = await push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [{ id: 7, table: 'todos' }, 'not even an object'] });
+    expect(((await res.json()) as Ack).results).toMatchObject([{ id: '', outcome: 'rejected' }, { id: '', outcome: 'rejected' }]);
+    expect(await store.currentSeq('p1')).toBe(0);
+  });
+});
+
+describe('what a device cannot derive, over HTTP', () => {
+  it('pull with cursor 0 sends deletes unless fresh=1', async () => {
+    const token = await mintUserToken(p1, 'alice');
+    await push('p1', token, { deviceId: 'd1', changes: [change('r1', { a: 1 }), change('r2', { a: 2 })] });
+    await push('p1', token, { deviceId: 'd1', changes: [{ id: `c${++n}`, table: 'todos', row: 'r1', op: 'delete', clock: formatClock({ wall: 9_000_000, counter: 0, deviceId: 'dev1' }) }] });
+    const all = (await (await pull('p1', token, 'cursor=0')).json()) as Changes;
+    expect(all.changes.map((c) => [c.row, c.deleted])).toEqual([['r2', false], ['r1', true]]);
+    const fresh = (await (await pull('p1', token, 'cursor=0&fresh=1')).json()) as Changes;
+    expect(fresh.changes.map((c) => c.row)).toEqual(['r2']);
+  });
+});
+
+describe('device ids belong to users, over HTTP', () => {
+  it('refuses a push naming another user’s device id, and stores nothing', async () => {
+    await push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'alices-phone', changes: [change('r1', { a: 1 })] });
+    const res = await push('p1', await mintUserToken(p1, 'bob'), { deviceId: 'alices-phone', changes: [change('r2', { a: 2 })] });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ kind: 'auth', message: expect.stringMatching(/another user/) as string });
+    expect(await store.currentSeq('p1')).toBe(1);
+    expect(await store.listDevices('p1')).toMatchObject([{ deviceId: 'alices-phone', userId: 'alice' }]);
   });
 });

@@ -30,7 +30,7 @@ afterEach(async () => {
 });
 
 let n = 0;
-const change = (row: string, values: Record<string, string | number>, table = 'todos'): ClientChange => ({
+const change = (row: string, values: NonNullable<ClientChange['values']>, table = 'todos'): ClientChange => ({
   id: `c${++n}`, table, row, op: 'insert', clock: formatClock({ wall: 1_000 + n, counter: 0, deviceId: 'dev' }), values,
 });
 
@@ -121,8 +121,8 @@ describe('bad input over WebSocket', () => {
   it.each([
     ['malformed JSON', '{"type": "push", "changes": [', 'invalid'],
     ['an unknown message type', JSON.stringify({ type: 'subscribe', table: 'todos' }), 'invalid'],
-    ['wrong types', JSON.stringify({ type: 'push', changes: [{ ...change('r1', { a: 1 }), op: 'upsert' }] }), 'invalid'],
-    ['SQL in a table name', JSON.stringify({ type: 'push', changes: [change('r1', { a: 1 }, "todos'; --")] }), 'invalid'],
+    ['changes that are not a list', JSON.stringify({ type: 'push', changes: { a: 1 } }), 'invalid'],
+    ['too many changes', JSON.stringify({ type: 'push', changes: Array.from({ length: LIMITS.maxChangesPerPush + 1 }, (_, i) => change(`r${i}`, { i })) }), 'invalid'],
     ['an oversize frame', JSON.stringify({ type: 'push', changes: [change('r1', { big: 'x'.repeat(LIMITS.maxMessageBytes) })] }), 'invalid'],
   ])('answers %s with an error frame, stores nothing, and keeps the socket open', async (_name, frame, kind) => {
     const socket = await device('alice', 'd1');
@@ -134,10 +134,128 @@ describe('bad input over WebSocket', () => {
     expect((await socket.next(isType('ack'), from)).results).toMatchObject([{ outcome: 'applied' }]);
   });
 
-  it('refuses a socket for a project that does not exist', async () => {
-    const socket = await TestSocket.open(server.url, 'nope');
+  it.each(['nope', 'not.an.id', 'x'.repeat(80)])('refuses a socket for a project that does not exist (%s), saying why', async (id) => {
+    const socket = await TestSocket.open(server.url, encodeURIComponent(id));
     sockets.push(socket);
-    expect((await socket.next(isType('error'))).kind).toBe('not-found');
+    const error = await socket.next(isType('error'));
+    expect(error.kind).toBe('not-found');
+    expect(error.message).toContain('no such project');
     expect(await socket.closed()).toBe(4004);
+  });
+
+  it('rejects the bad changes of a push one by one and applies the rest', async () => {
+    const socket = await device('alice', 'd1');
+    const ahead = formatClock({ wall: Date.now() + 2 * 3_600_000, counter: 0, deviceId: 'd1' });
+    const changes: Array<Record<string, unknown>> = [
+      change('ok1', { a: 1 }),
+      change('r1', { a: 1 }, 'my-notes'),
+      change('r2', { 'e-mail': 'x' }),
+      change('not a row id', { a: 1 }),
+      { ...change('r3', { a: 1 }), op: 'upsert' },
+      { ...change('r4', { a: 1 }), clock: ahead },
+      { ...change('r5', { a: 'INF' }) },
+      { table: 'todos', row: 'r6', op: 'insert' },
+      change('ok2', { a: 2 }),
+    ];
+    // A REAL ±Inf: JSON has no literal for it, but 1e999 parses to Infinity.
+    const frame = JSON.stringify({ type: 'push', changes }).replace('"INF"', '1e999');
+    const from = socket.received.length;
+    socket.send(frame);
+    const ack = await socket.next(isType('ack'), from);
+    expect(ack.results.map((r) => [r.id, r.outcome, r.error?.kind])).toEqual([
+      [changes[0]!.id, 'applied', undefined],
+      ...changes.slice(1, 7).map((c) => [c.id, 'rejected', 'invalid']),
+      ['', 'rejected', 'invalid'],
+      [changes[8]!.id, 'applied', undefined],
+    ]);
+    expect(ack.results[5]!.error?.message).toMatch(/minutes ahead/);
+    expect(ack.results.every((r) => r.outcome !== 'rejected' || (r.seq === null && r.error!.message.length > 0))).toBe(true);
+    expect(await server.store.currentSeq('p1')).toBe(2);
+    const pulled = await server.store.pull({ projectId: 'p1', scopes: ['shared', 'user:alice'], cursor: 0, limit: 100 });
+    expect(pulled.changes.map((c) => c.row)).toEqual(['ok1', 'ok2']);
+  });
+});
+
+describe('what a device cannot derive', () => {
+  it('a hello without fresh gets every delete since cursor 0; a fresh one does not', async () => {
+    const writer = await device('alice', 'w');
+    writer.send({ type: 'push', changes: [change('r1', { a: 1 }), change('r2', { a: 2 })] });
+    await writer.next(isType('ack'));
+    const from = writer.received.length;
+    writer.send({ type: 'push', changes: [{ id: `c${++n}`, table: 'todos', row: 'r1', op: 'delete', clock: formatClock({ wall: 5_000_000, counter: 0, deviceId: 'dev' }) }] });
+    await writer.next(isType('ack'), from);
+    // A device that only pushed r1 still has cursor 0.
+    const pushedOnly = await device('alice', 'p');
+    expect(pushedOnly.received.filter(isType('changes')).flatMap((b) => b.changes.map((c) => [c.row, c.deleted]))).toEqual([['r2', false], ['r1', true]]);
+    const socket = await TestSocket.open(server.url, 'p1');
+    sockets.push(socket);
+    socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'f', cursor: 0, fresh: true, token: await mintUserToken(p1, 'alice') });
+    const batch = await socket.next((m): m is Changes => m.type === 'changes' && !m.hasMore);
+    expect(batch.changes.map((c) => c.row)).toEqual(['r2']);
+  });
+
+  it('a re-push after a lost ack comes back duplicate with the server’s row', async () => {
+    const a = await device('alice', 'a');
+    const b = await device('alice', 'b');
+    a.send({ type: 'push', changes: [change('r1', { title: 'x' })] });
+    await a.next(isType('ack'));
+    b.send({ type: 'push', changes: [{ ...change('r1', { title: 'newer' }), op: 'update', clock: formatClock({ wall: 9_000_000, counter: 0, deviceId: 'b' }) }] });
+    await b.next(isType('ack'));
+    const losing = { ...change('r1', { title: 'older' }), op: 'update' as const, base: 1 };
+    let from = a.received.length;
+    a.send({ type: 'push', changes: [losing] });
+    expect((await a.next(isType('ack'), from)).rows).toMatchObject([{ row: 'r1', values: { title: 'newer' } }]);
+    from = a.received.length;
+    a.send({ type: 'push', changes: [losing] });
+    const again = await a.next(isType('ack'), from);
+    expect(again.results).toMatchObject([{ outcome: 'duplicate' }]);
+    expect(again.rows).toMatchObject([{ row: 'r1', values: { title: 'newer' } }]);
+  });
+
+  it('a 64-bit integer travels exactly through push, merge, store, fan-out and catch-up', async () => {
+    const a = await device('alice', 'a');
+    const b = await device('alice', 'b');
+    const big = { $int: '9007199254740993' };
+    const raw: string[] = [];
+    b.ws.on('message', (data) => raw.push((data as Buffer).toString('utf8')));
+    const fromB = b.received.length;
+    a.send({ type: 'push', changes: [change('r1', { n: big, m: { $int: '-9223372036854775808' } })] });
+    expect((await a.next(isType('ack'))).results).toMatchObject([{ outcome: 'applied' }]);
+    const live = await b.next(isType('changes'), fromB);
+    expect(live.changes[0]!.values).toEqual({ n: big, m: { $int: '-9223372036854775808' } });
+    expect(raw.join('')).toContain('"$int":"9007199254740993"');
+    // The same value again is equal (no new seq); a neighbour is not.
+    let from = a.received.length;
+    a.send({ type: 'push', changes: [{ ...change('r1', { n: { $int: '9007199254740993' } }), op: 'update' }] });
+    expect((await a.next(isType('ack'), from)).results).toMatchObject([{ outcome: 'superseded', seq: null }]);
+    from = a.received.length;
+    a.send({ type: 'push', changes: [{ ...change('r1', { n: { $int: '9007199254740992' } }), op: 'update' }] });
+    expect((await a.next(isType('ack'), from)).results).toMatchObject([{ outcome: 'applied', seq: 2 }]);
+    const late = await device('alice', 'late');
+    const caught = late.received.filter(isType('changes')).flatMap((m) => m.changes);
+    expect(caught[0]!.values).toEqual({ n: { $int: '9007199254740992' }, m: { $int: '-9223372036854775808' } });
+  });
+});
+
+describe('device ids belong to users', () => {
+  it('refuses a hello naming another user’s device id, and stores nothing for it', async () => {
+    await device('alice', 'shared-id');
+    const socket = await TestSocket.open(server.url, 'p1');
+    sockets.push(socket);
+    socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'shared-id', cursor: 0, token: await mintUserToken(p1, 'bob') });
+    const error = await socket.next(isType('error'));
+    expect(error.kind).toBe('auth');
+    expect(error.message).toMatch(/another user/);
+    expect(await socket.closed()).toBe(4001);
+    expect(await server.store.listDevices('p1')).toMatchObject([{ deviceId: 'shared-id', userId: 'alice' }]);
+  });
+
+  it('the fan-out tells sockets apart, not device ids: two sockets of one device id both hear each other', async () => {
+    const first = await device('alice', 'same');
+    const second = await device('alice', 'same');
+    const from = second.received.length;
+    first.send({ type: 'push', changes: [change('r1', { a: 1 })] });
+    await first.next(isType('ack'));
+    expect((await second.next(isType('changes'), from)).changes).toMatchObject([{ row: 'r1' }]);
   });
 });

@@ -99,14 +99,37 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
       expect(cursor).toBe(25);
     });
 
-    it('sends deletes to a device that had the row, and nothing to a device starting from 0', async () => {
+    it('sends deletes to every device but a fresh one starting from 0', async () => {
       await fresh();
       await push([upsert('r1', 1, { title: 'a' }, 'todos', 'insert'), upsert('r2', 2, { title: 'b' }, 'todos', 'insert')]);
       await push([remove('r1', 3)]);
+      const deleted = { seq: 3, table: 'todos', row: 'r1', deleted: true, deleteClock: clock(3) };
+      const freshFromZero = await store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor: 0, limit: 100, fresh: true });
+      expect(freshFromZero.changes.map((c) => c.row)).toEqual(['r2']);
+      // A device that only pushed still has cursor 0, and holds r1: it must hear of the delete.
       const fromZero = await store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor: 0, limit: 100 });
-      expect(fromZero.changes.map((c) => c.row)).toEqual(['r2']);
+      expect(fromZero.changes).toEqual([expect.objectContaining({ row: 'r2' }), deleted]);
       const fromTwo = await store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor: 2, limit: 100 });
-      expect(fromTwo.changes).toEqual([{ seq: 3, table: 'todos', row: 'r1', deleted: true, deleteClock: clock(3) }]);
+      expect(fromTwo.changes).toEqual([deleted]);
+    });
+
+    it.each([true, false])('counts the same total on every page of a catch-up with deletes (fresh: %s)', async (isFresh) => {
+      await fresh();
+      await push(Array.from({ length: 30 }, (_, i) => upsert(`r${i}`, i + 1, { n: i }, 'todos', 'insert')));
+      // Deletes both inside the first page and beyond it.
+      await push([remove('r2', 100), remove('r25', 101), remove('r5', 102), remove('r27', 103)]);
+      let cursor = 0;
+      let done = 0;
+      const totals: number[] = [];
+      for (let page = 0; ; page++) {
+        const batch = await store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor, limit: 7, ...(page === 0 && isFresh ? { fresh: true } : {}) });
+        done += batch.changes.length;
+        totals.push(done + batch.remaining);
+        cursor = batch.cursor;
+        if (!batch.hasMore) break;
+      }
+      expect(new Set(totals).size).toBe(1);
+      expect(totals[0]).toBe(done);
     });
 
     it('keeps private rows to their user and shares the shared tables', async () => {
@@ -133,6 +156,106 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
       // The same change id in another project is a different change.
       const out = await push([{ ...upsert('r1', 1, { title: 'p2 row' }, 'todos', 'insert'), id: 'shared-id' }], 'alice', 'p2');
       expect(out.results).toMatchObject([{ outcome: 'applied', seq: 1 }]);
+    });
+
+    describe('the ack carries the server row wherever the device cannot derive it', () => {
+      const at = (wall: number, device: string) => formatClock({ wall, counter: 0, deviceId: device });
+      const write = (row: string, wall: number, device: string, values: ClientChange['values'], extra: Partial<ClientChange> = {}): ClientChange => ({
+        id: id(), table: 'todos', row, op: 'update', clock: at(wall, device), values, ...extra,
+      });
+      const by = (device: string, changes: ClientChange[], projectId = 'p1', deviceCursor = 0) =>
+        store.push({ projectId, userId: 'alice', deviceId: device, deviceCursor, changes });
+
+      it('nothing extra on the common path: a new row, or one unchanged since the device’s base', async () => {
+        await fresh();
+        const first = await by('a', [write('r1', 10, 'a', { title: 'x', done: 0 }, { op: 'insert' })]);
+        expect(first.rows).toEqual([]);
+        const second = await by('b', [write('r1', 20, 'b', { done: 1 }, { base: 1 })]);
+        expect(second.rows).toEqual([]);
+        expect(second.conflicts).toEqual([]);
+      });
+
+      it('a row another device changed since the device’s base comes back whole', async () => {
+        await fresh();
+        await by('a', [write('r1', 10, 'a', { title: 'x', done: 0 }, { op: 'insert' })]);
+        await by('b', [write('r1', 20, 'b', { done: 1 }, { base: 1 })]);
+        const out = await by('a', [write('r1', 30, 'a', { title: 'y' }, { base: 1 })]);
+        expect(out.rows).toMatchObject([{ row: 'r1', seq: 3, values: { title: 'y', done: 1 } }]);
+      });
+
+      it('a re-push after a lost ack is a duplicate that carries the current row', async () => {
+        await fresh();
+        await by('a', [write('r1', 10, 'a', { title: 'x' }, { op: 'insert' })]);
+        await by('b', [write('r1', 50, 'b', { title: 'newer' }, { base: 1 })]);
+        const lost = write('r1', 30, 'a', { title: 'older' }, { base: 1 });
+        const original = await by('a', [lost]);
+        expect(original.results).toMatchObject([{ outcome: 'superseded' }]);
+        const again = await by('a', [lost]);
+        expect(again.results).toMatchObject([{ outcome: 'duplicate' }]);
+        expect(again.rows).toMatchObject([{ row: 'r1', values: { title: 'newer' } }]);
+      });
+
+      it('server-wins judges an edit by the cursor when it was made, and sends the row back', async () => {
+        await fresh();
+        await store.createProject({ id: 'sw', secret: 's', strategy: 'server-wins' });
+        await by('a', [write('r1', 10, 'a', { title: 'x' }, { op: 'insert' })], 'sw');
+        await by('b', [write('r1', 20, 'b', { title: 'server' }, { base: 1 })], 'sw');
+        // a edited offline at base 1, then caught up to seq 2 and pushed with cursor 2.
+        const out = await by('a', [write('r1', 90, 'a', { title: 'offline edit' }, { base: 1 })], 'sw', 2);
+        expect(out.results).toMatchObject([{ outcome: 'superseded' }]);
+        expect(out.conflicts).toMatchObject([{ column: 'title', rule: 'server-wins', losing: { value: 'offline edit' } }]);
+        expect(out.rows).toMatchObject([{ row: 'r1', values: { title: 'server' } }]);
+        // Any pushed row comes back under a rule other than clock order, even one new to the server.
+        const other = await by('a', [write('r2', 91, 'a', { title: 'new' }, { op: 'insert', base: 2 })], 'sw', 2);
+        expect(other.rows).toMatchObject([{ row: 'r2', values: { title: 'new' } }]);
+      });
+
+      it('client-wins sends every pushed row back', async () => {
+        await fresh();
+        await store.createProject({ id: 'cw', secret: 's', strategy: 'client-wins' });
+        const out = await by('a', [write('r1', 10, 'a', { title: 'x' }, { op: 'insert' })], 'cw');
+        expect(out.rows).toMatchObject([{ row: 'r1', values: { title: 'x' } }]);
+      });
+
+      it('a resolver sends every pushed row back, even one it left to the strategy', async () => {
+        await fresh();
+        const out = await store.push({ projectId: 'p1', userId: 'alice', deviceId: 'a', deviceCursor: 0, changes: [write('r1', 10, 'a', { title: 'x' }, { op: 'insert' })], resolver: () => undefined });
+        expect(out.rows).toMatchObject([{ row: 'r1', values: { title: 'x' } }]);
+      });
+
+      it('an edit that brings back a row deleted elsewhere records the lost delete and returns the whole row', async () => {
+        await fresh();
+        await by('a', [write('r1', 10, 'a', { y: 'y0', z: 'z0' }, { op: 'insert' })]);
+        await by('b', [write('r1', 20, 'b', { z: 'z1' }, { base: 1 }), { id: id(), table: 'todos', row: 'r1', op: 'delete', clock: at(30, 'b'), base: 1 }]);
+        const out = await by('a', [write('r1', 40, 'a', { y: 'y1' }, { base: 1 })]);
+        expect(out.results).toMatchObject([{ outcome: 'applied' }]);
+        expect(out.conflicts).toEqual([
+          { table: 'todos', row: 'r1', column: null, rule: 'column-lww', losing: { op: 'delete', clock: at(30, 'b') }, winning: { op: 'update', clock: at(40, 'a') } },
+        ]);
+        expect(out.rows).toMatchObject([{ row: 'r1', deleted: false, values: { y: 'y1', z: 'z1' } }]);
+      });
+
+      it('records the discarded value when the incoming write wins over one the device had not seen', async () => {
+        await fresh();
+        await by('a', [write('r1', 10, 'a', { title: 'x' }, { op: 'insert' })]);
+        await by('b', [write('r1', 20, 'b', { title: 'from b' }, { base: 1 })]);
+        const out = await by('c', [write('r1', 30, 'c', { title: 'from c' }, { base: 1 })]);
+        expect(out.conflicts).toEqual([
+          {
+            table: 'todos', row: 'r1', column: 'title', rule: 'column-lww',
+            losing: { op: 'current', clock: at(20, 'b'), value: 'from b' },
+            winning: { op: 'update', clock: at(30, 'c'), value: 'from c' },
+          },
+        ]);
+      });
+    });
+
+    it('binds a device id to the user who first used it', async () => {
+      await fresh();
+      expect(await store.touchDevice({ projectId: 'p1', userId: 'alice', deviceId: 'd1' })).toBe(true);
+      expect(await store.touchDevice({ projectId: 'p1', userId: 'bob', deviceId: 'd1', cursor: 9 })).toBe(false);
+      expect(await store.touchDevice({ projectId: 'p2', userId: 'bob', deviceId: 'd1' })).toBe(true);
+      expect(await store.listDevices('p1')).toMatchObject([{ deviceId: 'd1', userId: 'alice', cursor: 0 }]);
     });
 
     it('records devices on first contact and keeps them current', async () => {

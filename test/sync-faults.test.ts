@@ -10,8 +10,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mintUserToken } from '../server/auth.js';
 import { createServer, type RunningServer } from '../server/server.js';
 import type { Engine } from '../worker/engine.js';
+import type { Connector } from '../worker/sync/connection.js';
 import { Replica } from '../worker/sync/replica.js';
 import { SyncLoop } from '../worker/sync/sync-loop.js';
+import { webSocketConnector } from '../worker/sync/websocket-connection.js';
 import { openEngine, todoSchema } from './helpers/engine.js';
 import { waitFor } from './helpers/instance.js';
 import { syncUrl } from './helpers/server.js';
@@ -29,8 +31,8 @@ async function serverOn(dataDir: string, port = 0): Promise<RunningServer> {
   return server;
 }
 
-function loop(engine: Engine, url: string, token: string): SyncLoop {
-  const sync = new SyncLoop(engine, new Replica(engine), { url, token: () => token, WebSocket });
+function loop(engine: Engine, url: string, token: string, connect?: Connector): SyncLoop {
+  const sync = new SyncLoop(engine, new Replica(engine), { url, token: () => token, WebSocket, ...(connect ? { connect } : {}) });
   cleanups.push(() => sync.stop());
   return sync;
 }
@@ -108,4 +110,55 @@ describe('sync under faults', () => {
     await waitFor(() => count(b) === 20_000, 60_000, 'all 20,000 on B');
     expect(await server.store.currentSeq('p')).toBe(20_000);
   }, 120_000);
+
+  it('parses every frame from the server: a malformed one is kind invalid, applies nothing of it, and the connection starts over', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'pocketsync-frames-'));
+    dirs.push(dataDir);
+    const server = await serverOn(dataDir);
+    const project = await server.store.createProject({ id: 'p', secret: 's'.repeat(32) });
+    const token = await mintUserToken(project, 'alice');
+    const url = syncUrl(server);
+    const a = await openEngine({ schema: todoSchema, deviceId: 'device-a' });
+    const b = await openEngine({ schema: todoSchema, deviceId: 'device-b' });
+    // Two rows at the server before B connects, so that B's catch-up brings both in one frame.
+    const syncA = loop(a, url, token);
+    syncA.start();
+    a.insert('todos', { title: 'one' });
+    a.insert('todos', { title: 'two' });
+    syncA.localWrite();
+    await waitFor(() => syncA.status.state === 'live' && syncA.status.pending === 0, 5_000, 'A’s push');
+
+    // B's transport spoils frames on their way in: first a frame that is not JSON, then the batch
+    // with its second row's value made an integer that is not one; later frames pass untouched.
+    const spoil: Array<(frame: string) => string> = [
+      () => '{"type":"changes","changes":[',
+      (frame) => {
+        const batch = JSON.parse(frame) as { changes: Array<{ values: Record<string, unknown> }> };
+        batch.changes[1]!.values.title = { $int: '12abc' };
+        return JSON.stringify(batch);
+      },
+    ];
+    let attempts = 0;
+    const real = webSocketConnector(WebSocket);
+    const spoiling: Connector = (target, handlers) => {
+      attempts++;
+      return real(target, { ...handlers, onMessage: (frame) => handlers.onMessage((spoil.shift() ?? ((f: string) => f))(frame)) });
+    };
+    const errors: Array<{ kind: string; message: string; rows: number }> = [];
+    const syncB = new SyncLoop(b, new Replica(b), {
+      url, token: () => token, connect: spoiling, retry: { initialMs: 20, maxMs: 100 },
+      onStatus: (status) => {
+        if (status.error && errors.at(-1)?.message !== status.error.message) errors.push({ ...status.error, rows: count(b) });
+      },
+    });
+    cleanups.push(() => syncB.stop());
+    syncB.start();
+    await waitFor(() => syncB.status.state === 'live' && count(b) === 2, 5_000, 'B to catch up in the end');
+    expect(errors).toEqual([
+      { kind: 'invalid', message: expect.stringMatching(/not JSON/), rows: 0 },
+      { kind: 'invalid', message: expect.stringMatching(/malformed frame \(at changes\.1\.values\.title\.\$int\): not a 64-bit integer/), rows: 0 },
+    ]);
+    expect(attempts).toBe(3);
+    expect(syncB.status.error).toBeNull();
+  });
 });

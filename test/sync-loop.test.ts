@@ -68,14 +68,16 @@ interface DeviceOptions {
   readonly time?: () => number;
   readonly run?: SyncLoopOptions['run'];
   readonly pushDelayMs?: number;
+  /** Another endpoint than project p's. */
+  readonly url?: string;
 }
 
-async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time, run, pushDelayMs }: DeviceOptions = {}): Promise<Device> {
+async function device(name: string, token: () => string | Promise<string>, { network, socket = WebSocket, time, run, pushDelayMs, url }: DeviceOptions = {}): Promise<Device> {
   const engine = await openEngine({ schema: todoSchema, deviceId: name, ...(time ? { time } : {}) });
   const states: SyncState[] = [];
   const remoteTables: string[][] = [];
   const loop = new SyncLoop(engine, new Replica(engine), {
-    url: syncUrl(server),
+    url: url ?? syncUrl(server),
     token,
     WebSocket: socket,
     ...(network ? { network } : {}),
@@ -160,7 +162,7 @@ describe('sync loop', () => {
     expect(server.hub.connections).toBe(1);
   });
 
-  it('stops with state error and the server\'s reason when a device\'s clock runs hours fast, and stores nothing', async () => {
+  it('reports the server\'s reason when a device\'s clock runs hours fast, stores nothing, and retries with back-off instead of stopping', async () => {
     const token = await mintUserToken(project, 'alice');
     let ahead = 2 * 3_600_000;
     const fast = await device('device-fast', () => token, { time: () => Date.now() + ahead });
@@ -168,18 +170,17 @@ describe('sync loop', () => {
     await waitFor(() => fast.loop.status.state === 'live', 5_000, 'live');
     fast.engine.insert('todos', { title: 'from the future' });
     fast.loop.localWrite();
-    await waitFor(() => fast.loop.status.state === 'error', 5_000, 'state error');
+    await waitFor(() => fast.loop.status.error !== null && fast.loop.status.retryAt !== null, 5_000, 'the refusal to be reported');
     expect(fast.loop.status.error).toMatchObject({ kind: 'invalid', message: expect.stringMatching(/clock 120 minutes ahead/) });
+    expect(fast.loop.status.state).not.toBe('error');
     expect(await server.store.currentSeq('p')).toBe(0);
-    // The change stays queued for when the clock is right, and the socket is closed.
+    // The change stays queued for when the clock is right.
     expect(fast.loop.status.pending).toBe(1);
-    await waitFor(() => server.hub.connections === 0, 5_000, 'the socket to close');
 
-    // The clock is set right and sync started again: the change is stamped again and goes through,
-    // and later writes are stamped from the right time.
+    // The clock is set right: on the next attempt the change is stamped again and goes through, and
+    // later writes are stamped from the right time.
     ahead = 0;
-    fast.loop.start();
-    await waitFor(() => fast.loop.status.state === 'live' && fast.loop.status.pending === 0, 5_000, 'the write to go through');
+    await waitFor(() => fast.loop.status.state === 'live' && fast.loop.status.pending === 0, 10_000, 'the write to go through');
     fast.engine.insert('todos', { title: 'from the present' });
     fast.loop.localWrite();
     await waitFor(async () => (await server.store.currentSeq('p')) === 2, 5_000, 'both writes at the server');
@@ -304,5 +305,61 @@ describe('sync loop', () => {
     expect(await server.store.currentSeq('p')).toBe(1);
     expect(a.loop.status.error).toBeNull();
     expect(faults).toBe(-1);
+  });
+});
+
+describe('sync loop failures: every one reaches status.error with a kind, and every retry backs off', () => {
+  /** Waits for `n` events of `times` (ms timestamps), then returns the gaps between them. */
+  async function gapsOf(times: number[], n: number, what: string): Promise<number[]> {
+    await waitFor(() => times.length >= n, 15_000, what);
+    return times.slice(1, n).map((t, i) => t - times[i]!);
+  }
+
+  it('a token function that throws is reported as kind auth, opens no socket, and is asked again only after a growing delay', async () => {
+    const counting = countingWebSocket();
+    const calls: number[] = [];
+    const failing = await device('device-a', () => {
+      calls.push(Date.now());
+      throw new Error('the user id "Ann Smith" is not allowed');
+    }, { socket: counting.WebSocket });
+    const started = Date.now();
+    failing.loop.start();
+    await waitFor(() => failing.loop.status.error !== null, 5_000, 'the failure to be reported');
+    expect(failing.loop.status.error).toEqual({ kind: 'auth', message: expect.stringMatching(/token function failed: the user id "Ann Smith" is not allowed/) });
+    expect(failing.loop.status.state).toBe('connecting');
+    expect(failing.loop.status.retryAt).toBeGreaterThan(Date.now() - 50);
+    // Five calls in a row wait at least 125 + 250 + 500 + 1000 ms (250 ms doubling, jitter 0.5-1);
+    // without back-off it was about 600 calls (and sockets) in 10 s.
+    const gaps = await gapsOf(calls, 5, 'five token calls');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_800);
+    for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThanOrEqual(gaps[i - 1]! * 0.9);
+    expect(counting.opened()).toBe(0);
+  });
+
+  it('an unknown project stops sync in state error with kind not-found after one attempt', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const counting = countingWebSocket();
+    let calls = 0;
+    const lost = await device('device-a', () => (calls++, token), { socket: counting.WebSocket, url: syncUrl(server, 'no-such-project') });
+    lost.loop.start();
+    await waitFor(() => lost.loop.status.state === 'error', 5_000, 'state error');
+    expect(lost.loop.status.error).toMatchObject({ kind: 'not-found', message: expect.stringMatching(/no-such-project/) });
+    expect(lost.loop.status.retryAt).toBeNull();
+    expect(counting.opened()).toBe(1);
+    expect(calls).toBe(1);
+  });
+
+  it('an endpoint that refuses the upgrade (HTTP 404) is reported after the first attempt, and retried with back-off', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const attempts: number[] = [];
+    const refused = await device('device-a', () => (attempts.push(Date.now()), token), { url: `${server.url.replace('http', 'ws')}v1/nowhere` });
+    refused.loop.start();
+    await waitFor(() => refused.loop.status.error !== null, 5_000, 'the failure to be reported');
+    expect(attempts).toHaveLength(1);
+    expect(refused.loop.status).toMatchObject({ state: 'connecting', error: { kind: 'closed', message: expect.stringMatching(/could not connect to ws:.*nowhere/) } });
+    expect(refused.loop.status.retryAt).not.toBeNull();
+    const started = attempts[0]!;
+    await gapsOf(attempts, 4, 'four attempts');
+    expect(attempts[3]! - started).toBeGreaterThanOrEqual(125 + 250 + 500 - 20);
   });
 });

@@ -24,11 +24,14 @@
  */
 import type { Database as SqliteDb, PreparedStatement, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
+import { IDENTIFIER } from '../lib/protocol/values.js';
 import type { ExecuteResult, Params, Row, Schema, SqlValue, Where } from '../lib/protocol/worker-api.js';
 import { EngineError, sqliteMessage } from './engine-error.js';
 import { HybridLogicalClock } from './hlc.js';
 import { randomHex } from './random.js';
+import { restoreIdentities, snapshotIdentities, type IdentitySnapshot } from './migrations.js';
 import { RawSqlite } from './raw-sqlite.js';
+import { registerKeyIdFunction } from './row-identity.js';
 import { isSystemName, quoteIdentifier, SYSTEM_PREFIX } from './sql.js';
 import { SYSTEM_TABLES_SQL } from './system-tables.js';
 import {
@@ -36,11 +39,16 @@ import {
   GLOBAL_ID_COLUMN,
   GLOBAL_ID_INDEX_SUFFIX,
   globalIdIndexName,
+  keyIdSql,
+  keyOnlyIdSql,
   NEW_GLOBAL_ID_SQL,
   recordChangeSql,
   rowJsonSql,
   type TableInfo,
 } from './triggers.js';
+
+/** lib/protocol/values.ts IdSchema: what the wire accepts as a row id. */
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface EngineOptions {
   /** The device id to adopt when the database has none yet. */
@@ -58,6 +66,8 @@ interface CachedStatement {
   readonly writes: ReadonlySet<string>;
   /** The statement changes the schema (CREATE, DROP, ALTER). */
   readonly ddl: boolean;
+  /** The statement begins or ends a transaction or savepoint (BEGIN, COMMIT, SAVEPOINT, ...). */
+  readonly transaction: boolean;
 }
 
 interface TableMeta {
@@ -81,8 +91,10 @@ const SQLITE_DROP_TRIGGER = 16;
 const SQLITE_DROP_VIEW = 17;
 const SQLITE_INSERT = 18;
 const SQLITE_READ = 20;
+const SQLITE_TRANSACTION = 22;
 const SQLITE_UPDATE = 23;
 const SQLITE_ALTER_TABLE = 26;
+const SQLITE_SAVEPOINT = 32;
 const DDL_ACTIONS = new Set([
   SQLITE_CREATE_INDEX, SQLITE_CREATE_TABLE, SQLITE_CREATE_TRIGGER, SQLITE_CREATE_VIEW, SQLITE_DROP_INDEX,
   SQLITE_DROP_TABLE, SQLITE_DROP_TRIGGER, SQLITE_DROP_VIEW, SQLITE_ALTER_TABLE,
@@ -117,11 +129,13 @@ export class Engine {
   readonly #versions = new Map<string, number>();
   #capturing = true;
   readonly #functionPointers: number[] = [];
-  #collector: { reads: Set<string>; writes: Set<string>; ddl: boolean } | null = null;
+  #collector: { reads: Set<string>; writes: Set<string>; ddl: boolean; transaction: boolean } | null = null;
   #schemaVersion = 0;
   /** The schema changed inside the current transaction: a rollback must re-read table metadata. */
   #schemaChangedInTx = false;
   #closed = false;
+  /** Ids taken before a migration's steps, restored by the capture install that follows. */
+  #identitySnapshot: IdentitySnapshot[] | null = null;
   readonly #only: readonly string[] | undefined;
 
   /** Opens the engine on `db`: system tables, migrations, capture. Throws EngineError. */
@@ -187,19 +201,33 @@ export class Engine {
     const meta = this.#table(table);
     const columns = definedKeys(values);
     const params = columns.map((c) => values[c] as SqlValue);
-    let gid: string | null = null;
-    if (meta.synced) {
-      const at = columns.indexOf(GLOBAL_ID_COLUMN);
-      const given = at >= 0 ? params[at] : null;
-      if (given === null) {
-        gid = newGlobalId();
-        if (at >= 0) params[at] = gid;
-        else {
-          columns.push(GLOBAL_ID_COLUMN);
-          params.push(gid);
-        }
-      } else if (typeof given === 'string' && given.length > 0) gid = given;
-      else throw new EngineError(ErrorKind.Invalid, `${GLOBAL_ID_COLUMN} must be a non-empty string`);
+    if (!meta.synced) {
+      this.#run(this.#insertSql(meta, columns), params);
+      return null;
+    }
+    const at = columns.indexOf(GLOBAL_ID_COLUMN);
+    const given = at >= 0 ? params[at] : null;
+    if (given !== null && (typeof given !== 'string' || !ID.test(given))) {
+      throw new EngineError(ErrorKind.Invalid, `${GLOBAL_ID_COLUMN} must be 1-64 characters of A-Z a-z 0-9 _ -`);
+    }
+    const key = meta.info.identityKey;
+    if (key !== null) {
+      // The triggers give the row its key's id (and a random one when the key holds a NULL).
+      const result = this.#run(this.#insertSql(meta, columns, key), params);
+      const derived = result.rows[0]?.[GLOBAL_ID_COLUMN];
+      if (typeof derived === 'string') return derived;
+      if (given !== null) return given;
+      const stored = this.#db.selectValue(`SELECT ${GLOBAL_ID_COLUMN} FROM ${quoteIdentifier(table)} WHERE rowid = ?`, [result.lastInsertRowid]);
+      return text(stored);
+    }
+    let gid = given;
+    if (gid === null) {
+      gid = newGlobalId();
+      if (at >= 0) params[at] = gid;
+      else {
+        columns.push(GLOBAL_ID_COLUMN);
+        params.push(gid);
+      }
     }
     this.#run(this.#insertSql(meta, columns), params);
     return gid;
@@ -221,12 +249,12 @@ export class Engine {
   }
 
   begin(): void {
-    this.#run('BEGIN IMMEDIATE');
+    this.#run('BEGIN IMMEDIATE', undefined, { control: true });
     this.#schemaChangedInTx = false;
   }
 
   commit(): void {
-    this.#run('COMMIT');
+    this.#run('COMMIT', undefined, { control: true });
     this.#schemaChangedInTx = false;
   }
 
@@ -299,7 +327,7 @@ export class Engine {
       this.#versions.set(table, next);
       raw.exports.sqlite3_result_int64(ctx, BigInt(next));
     });
-    this.#functionPointers.push(capturing, tick, version);
+    this.#functionPointers.push(capturing, tick, version, registerKeyIdFunction(this.#sqlite3, this.#pointer));
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_capturing', 0, capi.SQLITE_UTF8, 0, capturing, 0, 0, 0);
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_tick', 0, capi.SQLITE_UTF8, 0, tick, 0, 0, 0);
     capi.sqlite3_create_function_v2(this.#pointer, 'ps_version', 1, capi.SQLITE_UTF8, 0, version, 0, 0, 0);
@@ -312,6 +340,7 @@ export class Engine {
         const collector = this.#collector;
         if (collector === null) return 0;
         if (action === SQLITE_READ && arg1) collector.reads.add(arg1);
+        else if (action === SQLITE_TRANSACTION || action === SQLITE_SAVEPOINT) collector.transaction = true;
         else if ((action === SQLITE_INSERT || action === SQLITE_UPDATE || action === SQLITE_DELETE) && arg1) {
           collector.writes.add(arg1);
         } else if (DDL_ACTIONS.has(action)) {
@@ -342,7 +371,7 @@ export class Engine {
       this.#statements.set(sql, cached);
       return cached;
     }
-    const collector = { reads: new Set<string>(), writes: new Set<string>(), ddl: false };
+    const collector = { reads: new Set<string>(), writes: new Set<string>(), ddl: false, transaction: false };
     this.#collector = collector;
     let stmt: PreparedStatement;
     try {
@@ -352,7 +381,7 @@ export class Engine {
     } finally {
       this.#collector = null;
     }
-    const entry: CachedStatement = { stmt, reads: collector.reads, writes: collector.writes, ddl: collector.ddl };
+    const entry: CachedStatement = { stmt, reads: collector.reads, writes: collector.writes, ddl: collector.ddl, transaction: collector.transaction };
     // DDL statements are not kept: they run once, and change the schema under everything cached.
     if (!entry.ddl) {
       this.#statements.set(sql, entry);
@@ -370,7 +399,13 @@ export class Engine {
     this.#statements.clear();
   }
 
-  #run(sql: string, params?: Params): ExecuteResult {
+  /**
+   * Runs SQL of the app or of the engine. Transaction control (`control`) is the engine's own: the
+   * app's BEGIN / COMMIT / SAVEPOINT would open a transaction that the transaction gate
+   * (worker-api.ts) and the sync loop do not know about, so the sync loop could push rows later
+   * rolled back, and a remote batch would fail to begin its own.
+   */
+  #run(sql: string, params?: Params, { control = false }: { control?: boolean } = {}): ExecuteResult {
     if (this.#closed) throw new EngineError(ErrorKind.Closed, 'the database is closed');
     if (!this.#statements.has(sql)) {
       const statements = splitStatements(this.#sqlite3, sql);
@@ -380,6 +415,12 @@ export class Engine {
       }
     }
     const entry = this.#prepare(sql);
+    if (entry.transaction && !control) {
+      throw new EngineError(
+        ErrorKind.Invalid,
+        'transaction statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE) cannot be run with execute(); use db.transaction() to run several statements atomically',
+      );
+    }
     if (entry.ddl) return this.#runDdl(entry, params);
     return this.#step(entry, params);
   }
@@ -485,6 +526,8 @@ export class Engine {
         if (pending.length > 0) {
           // Triggers would block DROP COLUMN and capture the migration's own data fixes; they are
           // re-created below, and rows a migration inserted get their ps_global_id and sync then.
+          // Rows of a table the migration rebuilds get their own ids back (migrations.ts).
+          this.#identitySnapshot = snapshotIdentities(db, this.#identifiedTables());
           this.#dropAllTriggers();
           for (const step of pending) {
             for (const sql of step.sql) {
@@ -503,6 +546,7 @@ export class Engine {
       db.exec('COMMIT');
     } catch (error) {
       db.exec('ROLLBACK');
+      this.#identitySnapshot = null;
       if (error instanceof EngineError) throw error;
       throw new EngineError(ErrorKind.Schema, sqliteMessage(error));
     }
@@ -533,12 +577,28 @@ export class Engine {
       });
     }
     this.#loadTables({ tolerateMissing });
+    const snapshot = this.#identitySnapshot;
+    if (snapshot !== null) {
+      this.#identitySnapshot = null;
+      restoreIdentities(db, snapshot, (name) => {
+        const meta = this.#tables.get(name);
+        return meta?.synced === true ? meta.info : null;
+      });
+    }
     for (const meta of this.#tables.values()) {
       if (!meta.synced) continue;
+      checkWireNames(meta.info);
       this.#backfill(meta.info);
       db.exec(createTriggersSql(meta.info, this.deviceId));
     }
     this.#clearStatements();
+  }
+
+  /** Synced tables as they are now that already carry ps_global_id (before a migration). */
+  #identifiedTables(): TableInfo[] {
+    return this.#syncedNames(true)
+      .filter((name) => this.#db.selectValue('SELECT 1 FROM pragma_table_xinfo(?) WHERE name = ?', [name, GLOBAL_ID_COLUMN]) !== undefined)
+      .map((name) => this.#tableInfo(name, 0));
   }
 
   #userTables(): string[] {
@@ -580,7 +640,7 @@ export class Engine {
   }
 
   #tableInfo(name: string, id: number): TableInfo {
-    const columns = this.#db.selectObjects('SELECT name, pk, hidden FROM pragma_table_xinfo(?)', [name]);
+    const columns = this.#db.selectObjects('SELECT name, type, pk, hidden FROM pragma_table_xinfo(?)', [name]);
     const names = new Set(columns.map((c) => text(c.name)));
     const withoutRowid = Boolean(this.#db.selectValue("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", [name]));
     const keyColumns = columns
@@ -598,6 +658,8 @@ export class Engine {
       columns: columns.filter((c) => Number(c.hidden) === 0 && c.name !== GLOBAL_ID_COLUMN).map((c) => text(c.name)),
       rowidAlias,
       withoutRowidKey: withoutRowid ? keyColumns : null,
+      identityKey: withoutRowid || (keyColumns.length > 0 && !isRowidAlias(columns, keyColumns)) ? keyColumns : null,
+      stableKey: keyColumns.length > 0 ? keyColumns : null,
     };
   }
 
@@ -623,7 +685,8 @@ export class Engine {
     const db = this.#db;
     const t = quoteIdentifier(info.name);
     const ids = db.selectValues(
-      `UPDATE ${t} SET ${GLOBAL_ID_COLUMN} = ${NEW_GLOBAL_ID_SQL} WHERE ${GLOBAL_ID_COLUMN} IS NULL RETURNING ${GLOBAL_ID_COLUMN}`,
+      `UPDATE ${t} SET ${GLOBAL_ID_COLUMN} = ${info.identityKey === null ? NEW_GLOBAL_ID_SQL : keyIdSql(info.identityKey, '')}
+       WHERE ${GLOBAL_ID_COLUMN} IS NULL RETURNING ${GLOBAL_ID_COLUMN}`,
     );
     if (ids.length === 0) return;
     const record = db.prepare(
@@ -652,8 +715,11 @@ export class Engine {
     return columns;
   }
 
-  /** The INSERT statement for a table and column list, built (and checked) once per shape. */
-  #insertSql(meta: TableMeta, columns: string[]): string {
+  /**
+   * The INSERT statement for a table and column list, built (and checked) once per shape; for a keyed
+   * table it returns the id its key gives the row.
+   */
+  #insertSql(meta: TableMeta, columns: string[], identityKey: readonly string[] | null = null): string {
     const key = `${meta.info.name}\u0000${columns.join('\u0000')}`;
     let sql = this.#insertStatements.get(key);
     if (sql === undefined) {
@@ -664,6 +730,7 @@ export class Engine {
         columns.length === 0
           ? `INSERT INTO ${t} DEFAULT VALUES`
           : `INSERT INTO ${t} (${columns.map(quoteIdentifier).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`;
+      if (identityKey !== null) sql += ` RETURNING ${keyOnlyIdSql(identityKey, '')} AS ${GLOBAL_ID_COLUMN}`;
       if (this.#insertStatements.size >= STATEMENT_CACHE_SIZE) this.#insertStatements.clear();
       this.#insertStatements.set(key, sql);
     }
@@ -686,6 +753,34 @@ export class Engine {
     const columns = this.#checkColumns(meta, entries.map(([c]) => c), meta.testable);
     return [columns.map((c) => `${quoteIdentifier(c)} IS ?`).join(' AND '), entries.map(([, v]) => v)];
   }
+}
+
+/**
+ * A synced table's name and columns travel in every change; the server refuses names outside the
+ * wire's identifiers (lib/protocol/values.ts), and would refuse every change of the table forever.
+ */
+function checkWireNames(info: TableInfo): void {
+  const fix = 'rename it, or leave the table out of sync with the `tables` option';
+  if (!IDENTIFIER.test(info.name)) {
+    throw new EngineError(ErrorKind.Schema, `table ${JSON.stringify(info.name)} cannot be synced: ${IDENTIFIER_RULE}; ${fix}`);
+  }
+  for (const column of info.columns) {
+    if (!IDENTIFIER.test(column)) {
+      throw new EngineError(ErrorKind.Schema, `column ${JSON.stringify(column)} of table ${info.name} cannot be synced: ${IDENTIFIER_RULE}; ${fix}`);
+    }
+  }
+}
+
+const IDENTIFIER_RULE = 'a synced name must be letters, digits and _, not start with a digit, and have at most 63 characters';
+
+/**
+ * A rowid table's single INTEGER PRIMARY KEY column is its rowid under another name (exactly the
+ * declared type INTEGER, as SQLite decides it): a local row number, not an identity.
+ */
+function isRowidAlias(columns: ReadonlyArray<Record<string, unknown>>, key: readonly string[]): boolean {
+  if (key.length !== 1) return false;
+  const column = columns.find((c) => c.name === key[0]);
+  return typeof column?.type === 'string' && column.type.toUpperCase() === 'INTEGER';
 }
 
 /** A 64-bit integer as a number when that is exact, else as a bigint. */

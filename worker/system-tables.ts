@@ -16,6 +16,23 @@
  * - __pocketsync_device_state: a single row: this database's device id, the server cursor, the last
  *   sync time and the newest clock this device has issued or seen.
  *
+ * - __pocketsync_quarantine: changes this device could not sync, kept with the reason instead of
+ *   stopping sync (QuarantineEntry in lib/protocol/change.ts): a remote row the local schema refused
+ *   ('remote', `change` is the RowChange, retried after a schema change, superseded by a later
+ *   state of the row), or a local change the server rejected ('local', `change` is the wire change;
+ *   it left the change log and is never pushed again).
+ * - __pocketsync_stash: the parts of remote rows this schema version does not have, so that the
+ *   cursor can move past them without losing them: a whole row of a table this device lacks
+ *   (`whole` = 1), or the values of columns it lacks (`whole` = 0), each column with its clock,
+ *   the newest per column; applied once a migration adds the table or column (replica.ts).
+ * - __pocketsync_cursor_marks: (clock, cursor) each time an applied batch moved the cursor. A
+ *   change's `base` (the cursor when the edit was made) is the cursor of the latest mark with a
+ *   lower clock: the device's clock only grows, so no work is added to the capture triggers. Marks
+ *   that no pending change needs are pruned; one always remains.
+ * - __pocketsync_replica_state: small facts of the replica by key: 'acknowledged' (the server
+ *   ever acknowledged a change of this device: it is no longer fresh) and 'schema_version' (the
+ *   schema version the stash and the quarantine were last tried against).
+ *
  * There is no __pocketsync_processed_changes table (the original's record of applied remote
  * changes): a remote change is known by its server seq, the server delivers a device's scopes in
  * seq order without gaps, and the cursor (the highest seq applied) moves in the same transaction as
@@ -47,5 +64,34 @@ CREATE TABLE IF NOT EXISTS __pocketsync_device_state (
   last_sync_at INTEGER,
   last_clock TEXT
 );
+CREATE TABLE IF NOT EXISTS __pocketsync_quarantine (
+  id INTEGER PRIMARY KEY,
+  direction TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  ps_global_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  change TEXT NOT NULL,
+  error_kind TEXT NOT NULL,
+  error_message TEXT NOT NULL,
+  at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS __pocketsync_quarantine_row ON __pocketsync_quarantine (ps_global_id, table_name);
+CREATE TABLE IF NOT EXISTS __pocketsync_stash (
+  table_name TEXT NOT NULL,
+  ps_global_id TEXT NOT NULL,
+  vals TEXT NOT NULL,
+  clocks TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  whole INTEGER NOT NULL,
+  PRIMARY KEY (ps_global_id, table_name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS __pocketsync_cursor_marks (
+  clock TEXT PRIMARY KEY,
+  cursor INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS __pocketsync_replica_state (
+  key TEXT PRIMARY KEY,
+  value
+) WITHOUT ROWID;
 DROP TABLE IF EXISTS __pocketsync_processed_changes;
 `;

@@ -32,6 +32,13 @@ export interface TableInfo {
   readonly rowidAlias: string | null;
   /** Primary-key columns of a WITHOUT ROWID table; null for a rowid table. */
   readonly withoutRowidKey: readonly string[] | null;
+  /**
+   * The declared primary key when it is not the rowid (row-identity.ts): the columns a row's
+   * ps_global_id is derived from. Null for a rowid table (INTEGER PRIMARY KEY, or no key).
+   */
+  readonly identityKey: readonly string[] | null;
+  /** Columns that find a row again after a table rebuild: identityKey, or the INTEGER PRIMARY KEY. */
+  readonly stableKey: readonly string[] | null;
 }
 
 export const GLOBAL_ID_COLUMN = 'ps_global_id';
@@ -43,6 +50,9 @@ export const GLOBAL_ID_COLUMN = 'ps_global_id';
  * millisecond still make a collision practically impossible.
  */
 export const NEW_GLOBAL_ID_SQL = "printf('%012x', CAST(unixepoch('subsec') * 1000 AS INTEGER)) || lower(hex(randomblob(10)))";
+
+/** The largest integer a JSON number holds exactly (Number.MAX_SAFE_INTEGER). */
+const MAX_EXACT_INTEGER = Number.MAX_SAFE_INTEGER;
 
 const TRIGGER_KINDS = ['insert', 'insert_without_id', 'update', 'delete'] as const;
 
@@ -57,15 +67,33 @@ export function globalIdIndexName(table: string): string {
 }
 
 /**
- * JSON of a row's columns (`NEW.`, `OLD.` or plain references); BLOBs, which JSON cannot hold,
- * become {"$base16": hex}.
+ * JSON of a row's columns (`NEW.`, `OLD.` or plain references) in the wire's value form
+ * (lib/protocol/values.ts): BLOBs, which JSON cannot hold, become {"$base16": hex}, and integers a
+ * JSON number (a double) would round, beyond ±(2^53 - 1), become {"$int": "<decimal>"}.
  */
 export function rowJsonSql(columns: readonly string[], ref: 'NEW.' | 'OLD.' | '', extra: string[] = []): string {
   const pairs = columns.map((column) => {
     const value = `${ref}${id(column)}`;
-    return `${lit(column)}, CASE typeof(${value}) WHEN 'blob' THEN json_object('$base16', hex(${value})) ELSE ${value} END`;
+    return (
+      `${lit(column)}, CASE typeof(${value}) WHEN 'blob' THEN json_object('$base16', hex(${value})) ` +
+      `WHEN 'integer' THEN CASE WHEN ${value} BETWEEN ${-MAX_EXACT_INTEGER} AND ${MAX_EXACT_INTEGER} THEN ${value} ` +
+      `ELSE json_object('$int', CAST(${value} AS TEXT)) END ELSE ${value} END`
+    );
   });
   return `json_object(${[...pairs, ...extra].join(', ')})`;
+}
+
+/**
+ * The id of a keyed table's row from its key columns (`NEW.`, `OLD.` or plain references): derived
+ * from the key, or random when the key holds a NULL (row-identity.ts).
+ */
+export function keyIdSql(key: readonly string[], ref: 'NEW.' | 'OLD.' | ''): string {
+  return `coalesce(${keyOnlyIdSql(key, ref)}, ${NEW_GLOBAL_ID_SQL})`;
+}
+
+/** ps_key_id() of the key columns: NULL when one of them is NULL. */
+export function keyOnlyIdSql(key: readonly string[], ref: 'NEW.' | 'OLD.' | ''): string {
+  return `ps_key_id(${key.map((c) => `${ref}${id(c)}`).join(', ')})`;
 }
 
 /** The columns that identify the row a trigger fired for. */
@@ -95,6 +123,7 @@ export function createTriggersSql(table: TableInfo, deviceId: string): string {
   const anyChanged = table.columns.map((c) => `OLD.${id(c)} IS NOT NEW.${id(c)}`).join(' OR ');
   const insertPayload = `json_object('row', ${rowJsonSql(table.columns, 'NEW.')})`;
   const gid = GLOBAL_ID_COLUMN;
+  if (table.identityKey !== null) return createKeyedTriggersSql(table, deviceId, table.identityKey, anyChanged, changedColumns, insertPayload);
 
   return `
 CREATE TRIGGER ${insertName} AFTER INSERT ON ${t} WHEN NEW.${gid} IS NOT NULL AND ps_capturing() BEGIN
@@ -109,5 +138,53 @@ CREATE TRIGGER ${updateName} AFTER UPDATE ON ${t} WHEN ps_capturing() AND (${any
 END;
 CREATE TRIGGER ${deleteName} AFTER DELETE ON ${t} WHEN ps_capturing() BEGIN
   ${record(`OLD.${gid}`, 'delete', `json_object('old', ${rowJsonSql(table.columns, 'OLD.', [`'${gid}'`, `OLD.${gid}`])})`)}
+END;`;
+}
+
+/**
+ * The triggers of a table identified by its primary key (row-identity.ts). They differ from a rowid
+ * table's in two places:
+ * - A local insert always gets the key's id, whatever ps_global_id it was given; an insert while
+ *   capture is off (a remote row) keeps the id it carries, and gets one only when it has none.
+ * - An UPDATE that changes the key moves the row to another identity: it is recorded as a delete
+ *   of the old id and an insert of the new one, and the row's id follows its key.
+ * The self-updates that assign ids change no user column, so the update triggers record nothing.
+ */
+function createKeyedTriggersSql(
+  table: TableInfo,
+  deviceId: string,
+  key: readonly string[],
+  anyChanged: string,
+  changedColumns: string,
+  insertPayload: string,
+): string {
+  const t = id(table.name);
+  const [insertName, insertWithoutIdName, updateName, deleteName] = triggerNames(table.name).map(id);
+  const updateKeyName = id(`${SYSTEM_PREFIX}${table.name}_update_key`);
+  const gid = GLOBAL_ID_COLUMN;
+  const keyId = keyOnlyIdSql(key, 'NEW.');
+  const keyChanged = key.map((c) => `OLD.${id(c)} IS NOT NEW.${id(c)}`).join(' OR ');
+  const oldPayload = `json_object('old', ${rowJsonSql(table.columns, 'OLD.', [`'${gid}'`, `OLD.${gid}`])})`;
+  const recordFromRow = `${t} WHERE ${rowMatch(table)} AND ps_capturing()`;
+  return `
+CREATE TRIGGER ${insertName} AFTER INSERT ON ${t}
+  WHEN NEW.${gid} IS NOT NULL AND ps_capturing() AND (${keyId} IS NULL OR NEW.${gid} = ${keyId}) BEGIN
+  ${recordChangeSql(table, deviceId, `NEW.${gid}`, 'insert', insertPayload)};
+END;
+CREATE TRIGGER ${insertWithoutIdName} AFTER INSERT ON ${t}
+  WHEN NEW.${gid} IS NULL OR (ps_capturing() AND NEW.${gid} IS NOT coalesce(${keyId}, NEW.${gid})) BEGIN
+  UPDATE ${t} SET ${gid} = ${keyIdSql(key, 'NEW.')} WHERE ${rowMatch(table)};
+  ${recordChangeSql(table, deviceId, gid, 'insert', insertPayload, recordFromRow)};
+END;
+CREATE TRIGGER ${updateName} AFTER UPDATE ON ${t} WHEN ps_capturing() AND (${anyChanged}) AND NOT (${keyChanged}) BEGIN
+  ${recordChangeSql(table, deviceId, `NEW.${gid}`, 'update', `json_object('row', ${rowJsonSql(table.columns, 'NEW.')}, 'changed', ${changedColumns})`)};
+END;
+CREATE TRIGGER ${updateKeyName} AFTER UPDATE ON ${t} WHEN ps_capturing() AND (${keyChanged}) BEGIN
+  ${recordChangeSql(table, deviceId, `OLD.${gid}`, 'delete', oldPayload)};
+  UPDATE ${t} SET ${gid} = ${keyIdSql(key, 'NEW.')} WHERE ${rowMatch(table)};
+  ${recordChangeSql(table, deviceId, gid, 'insert', insertPayload, recordFromRow)};
+END;
+CREATE TRIGGER ${deleteName} AFTER DELETE ON ${t} WHEN ps_capturing() BEGIN
+  ${recordChangeSql(table, deviceId, `OLD.${gid}`, 'delete', oldPayload)};
 END;`;
 }

@@ -79,7 +79,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
     let created: Engine;
     try {
       created = Engine.open(module, storage.db, {
-        deviceId: await rememberedDeviceId(options.dbName),
+        deviceId: await rememberedDeviceId(options.dbName, storage.storage),
         schema: options.schema,
         tables: options.tables,
       });
@@ -87,7 +87,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
       storage.db.close();
       throw error;
     }
-    await rememberDeviceId(options.dbName, created.deviceId);
+    await rememberDeviceId(options.dbName, created.deviceId, storage.storage);
     return {
       engine: created,
       result: {
@@ -223,14 +223,14 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         engine = null;
         const { options, storage } = opened;
         await deleteDatabase(await loadSqlite(), options.dbName, storage);
-        await forgetDeviceId(options.dbName);
+        await forgetDeviceId(options.dbName, storage);
         const fresh = await openEngine(options);
         engine = fresh.engine;
         // Every watcher of the old data re-runs (and finds it gone).
         port?.postMessage({ type: 'tables-changed', tables: [...tables, '__pocketsync_changes'] } satisfies TablesChangedMessage);
         port?.postMessage({
           type: 'sync-status',
-          status: { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null },
+          status: { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null },
         } satisfies SyncStatusMessage);
         return { ok: true, value: fresh.result };
       } catch (error) {

@@ -12,7 +12,9 @@ export const ErrorKind = {
   /**
    * The instance was closed, or the worker went away before answering: safe to retry on a new one.
    * Also a call cut off when the tab holding the database went away (worker/tabs.ts): it ran once
-   * or not at all, and is never re-sent.
+   * or not at all, and is never re-sent. In the sync status: the server could not be reached,
+   * refused the connection before it opened (an HTTP error on the upgrade), or closed it; sync
+   * tries again after a growing delay (`retryAt`).
    */
   Closed: 'closed',
   /**

@@ -12,6 +12,8 @@ export const IntValueSchema = v.strictObject({
     v.string(),
     v.regex(/^-?[1-9][0-9]{15,18}$/, 'not a 64-bit integer beyond ±(2^53 - 1)'),
     v.check((text) => {
+      // The regex's failure does not end the pipe: BigInt would throw on what it refused.
+      if (!/^-?[0-9]{1,19}$/.test(text)) return false;
       const n = BigInt(text);
       return (n > 9007199254740991n || n < -9007199254740991n) && n <= 9223372036854775807n && n >= -9223372036854775808n;
     }, 'not a 64-bit integer beyond ±(2^53 - 1)'),

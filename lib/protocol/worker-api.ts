@@ -104,7 +104,13 @@ export interface SyncStatus {
   readonly lastSyncedAt: number | null;
   /** Rows applied of the rows this catch-up brings; null when not catching up. */
   readonly progress: { readonly done: number; readonly total: number } | null;
+  /**
+   * Why sync stopped (state 'error') or is being retried; null when all is well. Every failure that
+   * stops or slows sync is here with a kind.
+   */
   readonly error: ErrorData | null;
+  /** When the next connection attempt is due (ms since the epoch), while waiting out a back-off; else null. */
+  readonly retryAt: number | null;
 }
 
 /** A transaction id from `begin`; calls that pass it run inside that transaction. */

@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
 import type { ColumnValue } from '../../lib/protocol/values.js';
-import { merge, type Conflict, type RowState, type Strategy } from '../merge.js';
+import { hasUnseen, merge, type Conflict, type MergeContext, type RowState, type Strategy } from '../merge.js';
 import {
   scopeOf,
   type DeviceContact,
@@ -129,8 +129,9 @@ export class SqliteStore implements Store {
       ),
       touchDevice: db.prepare(
         `INSERT INTO devices (project_id, device_id, user_id, cursor, online, first_seen, last_seen) VALUES (@projectId, @deviceId, @userId, coalesce(@cursor, 0), coalesce(@online, 0), @now, @now)
-         ON CONFLICT (project_id, device_id) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen,
-           cursor = coalesce(@cursor, cursor), online = coalesce(@online, online)`,
+         ON CONFLICT (project_id, device_id) DO UPDATE SET last_seen = excluded.last_seen,
+           cursor = coalesce(@cursor, cursor), online = coalesce(@online, online)
+         WHERE devices.user_id = excluded.user_id`,
       ),
       devices: db.prepare('SELECT project_id, device_id, user_id, cursor, online, first_seen, last_seen FROM devices WHERE project_id = ? ORDER BY last_seen DESC'),
     };
@@ -164,14 +165,13 @@ export class SqliteStore implements Store {
     return { id: row.id, secret: row.secret, strategy: row.strategy, sharedTables: JSON.parse(row.shared_tables) as string[], createdAt: row.created_at };
   }
 
-  touchDevice(contact: DeviceContact): Promise<void> {
-    return settle(() => {
-      this.#touchDevice(contact);
-    });
+  touchDevice(contact: DeviceContact): Promise<boolean> {
+    return settle(() => this.#touchDevice(contact));
   }
 
-  #touchDevice(contact: DeviceContact): void {
-    this.#statements.touchDevice.run({
+  #touchDevice(contact: DeviceContact): boolean {
+    // The upsert's WHERE leaves another user's device untouched: then no row changed.
+    const { changes } = this.#statements.touchDevice.run({
       projectId: contact.projectId,
       deviceId: contact.deviceId,
       userId: contact.userId,
@@ -179,6 +179,7 @@ export class SqliteStore implements Store {
       online: contact.online === undefined ? null : contact.online ? 1 : 0,
       now: Date.now(),
     });
+    return changes === 1;
   }
 
   listDevices(projectId: string): Promise<DeviceRecord[]> {
@@ -203,18 +204,20 @@ export class SqliteStore implements Store {
       if (!project) throw new Error(`no such project: ${input.projectId}`);
       let seq = s.lastSeq.get(project.id) as number;
       const now = Date.now();
+      const context: MergeContext = { strategy: project.strategy, deviceCursor: input.deviceCursor, resolver: input.resolver };
+      // Under any rule but clock order the device cannot tell what the server decided: every row goes back.
+      const everyRow = project.strategy === 'server-wins' || project.strategy === 'client-wins' || input.resolver !== undefined;
       const results: PushResult[] = [];
       const conflicts: Conflict[] = [];
       const touched = new Map<string, ScopedRowChange>();
-      const lost = new Map<string, { scope: string; change: ClientChange }>();
+      // The rows of this push as they stand (read once, then kept current), and those the ack returns.
+      const states = new Map<string, RowState | null>();
+      const returned = new Map<string, { table: string; row: string }>();
       for (const change of input.changes) {
         const scope = scopeOf(project, change.table, input.userId);
-        const current = this.#rowState(project.id, scope, change);
-        const result = merge(current?.state ?? null, change, seq + 1, {
-          strategy: project.strategy,
-          deviceCursor: input.deviceCursor,
-          resolver: input.resolver,
-        });
+        const key = `${scope}\u0000${change.table}\u0000${change.row}`;
+        const current = states.has(key) ? (states.get(key) ?? null) : this.#rowState(project.id, scope, change);
+        const result = merge(current, change, seq + 1, context);
         const changeSeq = result.effective ? seq + 1 : null;
         const outcome = result.effective ? 'applied' : 'superseded';
         const payload = change.values === undefined ? null : JSON.stringify(change.values);
@@ -224,58 +227,57 @@ export class SqliteStore implements Store {
         if (logged.changes === 0) {
           const seen = s.seenChange.get(project.id, change.id) as { seq: number | null };
           results.push({ id: change.id, outcome: 'duplicate', seq: seen.seq });
+          // Its first ack may have been lost, with the row state the device needed.
+          states.set(key, current);
+          if (current !== null) returned.set(key, change);
           continue;
         }
         if (changeSeq !== null) seq = changeSeq;
-        const lastSeq = changeSeq ?? current?.lastSeq ?? 0;
-        if (result.effective || result.state !== current?.state) {
+        if (result.effective || result.state !== current) {
           // A new row's values are exactly the change's: reuse that JSON instead of writing it twice.
           const values = current === null && payload !== null && !result.state.deleted ? payload : JSON.stringify(result.state.values);
-          this.#saveRow(project, scope, change, result.state, values, lastSeq);
+          this.#saveRow(project, scope, change, result.state, values);
         }
+        states.set(key, result.state);
         for (const conflict of result.conflicts) {
           s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now);
         }
         conflicts.push(...result.conflicts);
         results.push({ id: change.id, outcome, seq: changeSeq });
-        if (result.conflicts.length > 0) lost.set(`${scope}\u0000${change.table}\u0000${change.row}`, { scope, change });
+        // What the device derives from its own write and what it had applied, unless something here says otherwise.
+        const derivable = !everyRow && result.conflicts.length === 0 && (current === null || (!current.deleted && !hasUnseen(current, change, context)));
+        if (!derivable) returned.set(key, change);
         if (changeSeq !== null) {
-          const key = `${scope}\u0000${change.table}\u0000${change.row}`;
           touched.delete(key); // re-insert so the map stays in seq order
-          touched.set(key, { scope, ...toRowChange(change.table, change.row, result.state, changeSeq) });
+          touched.set(key, { scope, ...toRowChange(change.table, change.row, result.state) });
         }
       }
       s.setLastSeq.run(seq, project.id);
-      const settled = [...lost.values()].flatMap(({ scope, change }) => {
-        const row = this.#rowState(project.id, scope, change);
-        if (!row) return [];
-        return [toRowChange(change.table, change.row, row.state, row.lastSeq)];
+      const rows = [...returned].flatMap(([key, { table, row }]) => {
+        const state = states.get(key);
+        return state ? [toRowChange(table, row, state)] : [];
       });
-      return { results, effective: [...touched.values()], conflicts, settled };
+      return { results, effective: [...touched.values()], conflicts, rows };
     });
     return run.immediate();
   }
 
-  #rowState(projectId: string, scope: string, change: ClientChange): { state: RowState; lastSeq: number } | null {
+  #rowState(projectId: string, scope: string, change: ClientChange): RowState | null {
     const row = this.#statements.rowState.get(projectId, scope, change.table, change.row) as RowStateRecord | undefined;
     if (!row) return null;
     return {
-      state: {
-        values: JSON.parse(row.vals) as Record<string, ColumnValue>,
-        clocks: JSON.parse(row.clocks) as Record<string, string>,
-        seqs: JSON.parse(row.seqs) as Record<string, number>,
-        deleted: row.deleted === 1,
-        deleteClock: row.delete_clock,
-      },
+      values: JSON.parse(row.vals) as Record<string, ColumnValue>,
+      clocks: JSON.parse(row.clocks) as Record<string, string>,
+      seqs: JSON.parse(row.seqs) as Record<string, number>,
       lastSeq: row.last_seq,
+      deleted: row.deleted === 1,
+      deleteClock: row.delete_clock,
     };
   }
 
-  #saveRow(project: Project, scope: string, change: ClientChange, state: RowState, values: string, lastSeq: number): void {
-    // Per-column seqs only matter to 'server-wins'; other projects skip writing them.
-    const seqs = project.strategy === 'server-wins' ? JSON.stringify(state.seqs) : '{}';
-    this.#statements.upsertRow.run(project.id, scope, change.table, change.row, values, JSON.stringify(state.clocks), seqs,
-      state.deleted ? 1 : 0, state.deleteClock, lastSeq);
+  #saveRow(project: Project, scope: string, change: ClientChange, state: RowState, values: string): void {
+    this.#statements.upsertRow.run(project.id, scope, change.table, change.row, values, JSON.stringify(state.clocks), JSON.stringify(state.seqs),
+      state.deleted ? 1 : 0, state.deleteClock, state.lastSeq);
   }
 
   pull(input: PullInput): Promise<PullOutput> {
@@ -285,14 +287,17 @@ export class SqliteStore implements Store {
   #pull(input: PullInput): PullOutput {
     const db = this.#db;
     const read = db.transaction((): PullOutput => {
-      const { page, count } = this.#pullStatements(input.scopes.length, input.cursor === 0);
+      // Only a fresh device's first page may leave deletes out: it holds none of those rows. Every
+      // later page sends them (a row of the first page may be deleted meanwhile), so the count of
+      // what remains includes them on every page, and done + remaining stays one total.
+      const { page, count } = this.#pullStatements(input.scopes.length, input.cursor === 0 && input.fresh === true);
       const rows = page.all(input.projectId, ...input.scopes, input.cursor, input.limit + 1) as Array<
         Omit<RowStateRecord, 'seqs'> & { table_name: string; row_id: string }
       >;
       const hasMore = rows.length > input.limit;
       const batch = rows.slice(0, input.limit);
       const changes = batch.map((r) =>
-        toRowChange(r.table_name, r.row_id, { values: JSON.parse(r.vals) as Record<string, ColumnValue>, clocks: JSON.parse(r.clocks) as Record<string, string>, seqs: {}, deleted: r.deleted === 1, deleteClock: r.delete_clock }, r.last_seq),
+        toRowChange(r.table_name, r.row_id, { values: JSON.parse(r.vals) as Record<string, ColumnValue>, clocks: JSON.parse(r.clocks) as Record<string, string>, seqs: {}, lastSeq: r.last_seq, deleted: r.deleted === 1, deleteClock: r.delete_clock }),
       );
       const last = batch.at(-1)?.last_seq;
       const cursor = hasMore && last !== undefined ? last : ((this.#statements.lastSeq.get(input.projectId) as number | undefined) ?? input.cursor);
@@ -310,9 +315,9 @@ export class SqliteStore implements Store {
     let statements = this.#pullCache.get(key);
     if (!statements) {
       const scopes = Array.from({ length: scopeCount }, () => '?').join(', ');
-      const where = `project_id = ? AND scope IN (${scopes}) AND last_seq > ?${skipDeletes ? ' AND deleted = 0' : ''}`;
+      const where = `project_id = ? AND scope IN (${scopes}) AND last_seq > ?`;
       statements = {
-        page: this.#db.prepare(`SELECT table_name, row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state WHERE ${where} ORDER BY last_seq LIMIT ?`),
+        page: this.#db.prepare(`SELECT table_name, row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state WHERE ${where}${skipDeletes ? ' AND deleted = 0' : ''} ORDER BY last_seq LIMIT ?`),
         count: this.#db.prepare(`SELECT count(*) FROM row_state WHERE ${where}`).pluck(),
       };
       this.#pullCache.set(key, statements);
@@ -336,7 +341,8 @@ function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
 }
 
-function toRowChange(table: string, row: string, state: RowState, seq: number): RowChange {
+function toRowChange(table: string, row: string, state: RowState): RowChange {
+  const seq = state.lastSeq;
   return state.deleted
     ? { seq, table, row, deleted: true, ...(state.deleteClock !== null ? { deleteClock: state.deleteClock } : {}) }
     : { seq, table, row, deleted: false, values: state.values, clocks: state.clocks };

@@ -12,10 +12,20 @@
  *   before seq n (the gap-free cursor).
  * - Every effective change (one that altered a row as other devices see it) gets a new seq and
  *   moves the row's `lastSeq` to it. Changes that lost, or changed nothing, get no seq.
+ * - push() returns, in `rows`, the state after the push of every pushed row the device cannot
+ *   derive from its own write and what it had applied: a row where a write lost (whole or a column)
+ *   or a conflict was recorded, a 'duplicate' (its first ack may have been lost), a row brought back
+ *   from a delete, a row another device changed after the change's base (or the push's cursor), and
+ *   every pushed row under 'server-wins', 'client-wins' or a resolver. Nothing else (a new row, one
+ *   unchanged since the base under clock order): the common path costs nothing extra.
+ * - A device id belongs to the user who first used it in a project: touchDevice() for another user
+ *   changes nothing and returns false.
  * - pull() returns the current state of the rows in the given scopes whose lastSeq is above the
  *   cursor, one entry per row, in lastSeq order, at most `limit`. Deleted rows come back as deletes,
- *   except for a cursor of 0 (a device that never had them). When nothing more is left, the cursor
- *   returned is the project's highest committed seq.
+ *   except with `fresh` at cursor 0 (a device that holds none of the scopes' rows). `remaining`
+ *   counts the rows above the returned cursor, deletes included, so that the rows done plus those
+ *   remaining make the same total on every page of one catch-up. When nothing more is left, the
+ *   cursor returned is the project's highest committed seq.
  * - No read or write crosses a project, and pull() never returns a row outside the scopes asked for.
  */
 import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
@@ -42,8 +52,9 @@ export interface PushInput {
   readonly projectId: string;
   readonly userId: string;
   readonly deviceId: string;
-  /** The highest seq the device had applied when it pushed (for 'server-wins'). */
+  /** The highest seq the device had applied when it pushed: the base of a change that has none. */
   readonly deviceCursor: number;
+  /** Changes already parsed and checked (server/push.ts); a bad one never reaches the store. */
   readonly changes: readonly ClientChange[];
   readonly resolver?: Resolver | undefined;
 }
@@ -54,11 +65,8 @@ export interface PushOutput {
   /** The effective row changes, one per row touched, in seq order: what to fan out. */
   readonly effective: readonly ScopedRowChange[];
   readonly conflicts: readonly Conflict[];
-  /**
-   * The current state of each row where a pushed write lost (whole or in part), for the pushing
-   * device: no new seq will bring it, since the row did not change.
-   */
-  readonly settled: readonly RowChange[];
+  /** The server's state of every pushed row the device cannot derive (see the contract): the ack's rows. */
+  readonly rows: readonly RowChange[];
 }
 
 /** A row change with the scope it belongs to, for the fan-out to route. */
@@ -71,6 +79,8 @@ export interface PullInput {
   readonly scopes: readonly string[];
   readonly cursor: number;
   readonly limit: number;
+  /** The device holds no row of these scopes (Hello.fresh): at cursor 0, deleted rows may be left out. */
+  readonly fresh?: boolean;
 }
 
 export interface PullOutput {
@@ -102,8 +112,11 @@ export interface DeviceRecord {
 export interface Store {
   createProject(project: NewProject): Promise<Project>;
   getProject(id: string): Promise<Project | null>;
-  /** Records a user and device on first contact and keeps last-seen, cursor and online current. */
-  touchDevice(contact: DeviceContact): Promise<void>;
+  /**
+   * Records a user and device on first contact and keeps last-seen, cursor and online current.
+   * False (and nothing changed) when the device id is another user's.
+   */
+  touchDevice(contact: DeviceContact): Promise<boolean>;
   listDevices(projectId: string): Promise<DeviceRecord[]>;
   push(input: PushInput): Promise<PushOutput>;
   pull(input: PullInput): Promise<PullOutput>;

@@ -15,17 +15,34 @@
  *   the row deleted against a remote state all older than it: the server will delete the row when
  *   the delete arrives, and sends that back to the other devices only, so a row brought back here
  *   would stay.
- * - Every received clock advances this device's HLC, so later local edits sort after what it saw.
+ * - Every received clock advances this device's HLC, so later local edits sort after what it saw,
+ *   and is kept in the device state in the same transaction (the engine restores its clock from
+ *   there at open), so that holds across a reload.
+ * - A row the local schema refuses (a constraint, a type) does not stop the batch: it is applied
+ *   under a savepoint, and a failure undoes that row only and puts it in the quarantine
+ *   (quarantine.ts). The batch is first tried whole under one savepoint (two statements per batch,
+ *   not per row), and only applied row by row when something in it was refused.
+ * - Tables and columns this schema version lacks go into the stash (stash.ts), so the cursor can
+ *   move past them; afterSchemaChange() applies them, and retries the quarantined remote rows,
+ *   once the schema has them (at construction when the schema version changed since last time).
+ * - Each move of the cursor leaves a mark (clock, cursor): the base of a pending change is the
+ *   cursor of the latest mark before its clock, what the device had when it made the edit.
  *
  * Acknowledging: acknowledged changes are deleted from the log in the ack's transaction (with the
- * server's state of rows where they lost), so the log never grows beyond what is still to push.
+ * server's state of rows where they lost), so the log never grows beyond what is still to push. A
+ * change the server rejected moves from the log into the quarantine with its error: the row stays
+ * as the device has it, and the change is never pushed again.
  */
-import type { ClientChange, RowChange } from '../../lib/protocol/change.js';
+import type { ClientChange, PushResult, QuarantineEntry, RowChange } from '../../lib/protocol/change.js';
+import { ErrorKind } from '../../lib/protocol/error-kind.js';
 import type { ColumnValue } from '../../lib/protocol/values.js';
 import type { SqlValue } from '../../lib/protocol/worker-api.js';
+import { EngineError } from '../engine-error.js';
 import type { Engine } from '../engine.js';
 import { parseClock } from '../hlc.js';
 import { quoteIdentifier } from '../sql.js';
+import { ENTRY_COLUMNS, Quarantine, rowKey, toEntry } from './quarantine.js';
+import { Stash } from './stash.js';
 
 /**
  * A change-log row as a wire change (JSON): an insert carries its whole row, an update the columns
@@ -41,10 +58,37 @@ const WIRE_CHANGE_SQL = `CASE operation
         ELSE json(payload -> '$.row') END)
     END`;
 
-/** The oldest `?` unacknowledged changes as wire changes (one JSON array), and their rowids. */
+/**
+ * The oldest `?` unacknowledged changes as wire changes (one JSON array), and their rowids. Each
+ * carries its base: the cursor of the latest mark before its clock (one index seek per change).
+ */
 const PENDING_SQL = `
 SELECT json_group_array(id ORDER BY id) AS rowids, json_group_array(json(change) ORDER BY id) AS changes FROM (
-  SELECT id, ${WIRE_CHANGE_SQL} AS change FROM __pocketsync_changes WHERE synced = 0 ORDER BY id LIMIT ?)`;
+  SELECT id, json_set(${WIRE_CHANGE_SQL}, '$.base', coalesce(
+      (SELECT m.cursor FROM __pocketsync_cursor_marks AS m WHERE m.clock < c.clock ORDER BY m.clock DESC LIMIT 1),
+      (SELECT server_cursor FROM __pocketsync_device_state WHERE id = 1))) AS change
+  FROM __pocketsync_changes AS c WHERE synced = 0 ORDER BY id LIMIT ?)`;
+
+/** The base of every change in the log, in log order (for restampIfAhead). */
+const BASES_SQL = `
+SELECT id, coalesce((SELECT m.cursor FROM __pocketsync_cursor_marks AS m WHERE m.clock < c.clock ORDER BY m.clock DESC LIMIT 1), 0) AS base
+FROM __pocketsync_changes AS c ORDER BY id`;
+
+/** Keeps ?1 as the newest clock seen, when it is. */
+const KEEP_CLOCK_SQL = 'UPDATE __pocketsync_device_state SET last_clock = ?1 WHERE id = 1 AND (last_clock IS NULL OR last_clock < ?1)';
+
+/**
+ * Keeps ?1 as the newest clock received from other devices, when it is: last_clock also holds this
+ * device's own stamps, which restampIfAhead may have to forget, but never what it received.
+ */
+const KEEP_RECEIVED_SQL = `INSERT INTO __pocketsync_replica_state (key, value) VALUES ('received_clock', ?1)
+  ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value < excluded.value`;
+
+/** Marks no pending change needs: all but the latest one before the oldest pending change. */
+const PRUNE_MARKS_SQL = `
+DELETE FROM __pocketsync_cursor_marks WHERE clock < (
+  SELECT max(clock) FROM __pocketsync_cursor_marks
+  WHERE clock < coalesce((SELECT clock FROM __pocketsync_changes ORDER BY id LIMIT 1), '~'))`;
 
 /** The unacknowledged changes of the rows in the JSON array ?1, as wire changes, oldest first. */
 const PENDING_OF_ROWS_SQL = `
@@ -54,15 +98,35 @@ SELECT json_group_array(json(change) ORDER BY id) AS changes FROM (
 
 export class Replica {
   readonly #engine: Engine;
+  readonly #quarantine: Quarantine;
+  readonly #stash: Stash;
   /** The rowids of the changes the last pending() call returned, by change id. */
   #sent = new Map<string, number>();
+  /** The change ids the last pending() call returned, in push order (results come in that order). */
+  #sentOrder: string[] = [];
 
   constructor(engine: Engine) {
     this.#engine = engine;
+    this.#quarantine = new Quarantine(engine);
+    this.#stash = new Stash(engine);
     // Acknowledged changes kept (as synced = 1) by versions that did not prune the log yet.
-    if (engine.query('SELECT 1 AS x FROM __pocketsync_changes WHERE synced = 1 LIMIT 1').length > 0) {
-      this.#transaction(() => this.#removeChanges('synced = 1'));
+    const oldAcks = engine.query('SELECT 1 AS x FROM __pocketsync_changes WHERE synced = 1 LIMIT 1').length > 0;
+    const unknownAck = this.#state('acknowledged') === undefined;
+    const noMark = engine.query('SELECT 1 AS x FROM __pocketsync_cursor_marks LIMIT 1').length === 0;
+    if (oldAcks || unknownAck || noMark) {
+      this.#transaction(() => {
+        // A database of an earlier version: its device was acknowledged if it pruned acknowledged
+        // changes (which left their newest clock in the device state) or kept them as synced.
+        if (unknownAck) {
+          const pruned = engine.query('SELECT 1 AS x FROM __pocketsync_device_state WHERE id = 1 AND last_clock IS NOT NULL').length > 0;
+          this.#setState('acknowledged', pruned || oldAcks ? 1 : 0);
+        }
+        if (oldAcks) this.#removeChanges('synced = 1');
+        // Changes made before marks existed were made at an unknown cursor: the current one, as before.
+        if (noMark) engine.execute("INSERT INTO __pocketsync_cursor_marks (clock, cursor) VALUES ('', ?)", [this.cursor]);
+      });
     }
+    if (this.#state('schema_version') !== engine.schemaVersion) this.afterSchemaChange();
   }
 
   /**
@@ -70,19 +134,33 @@ export class Replica {
    * `latest` (its physical time plus the server's drift cap), the server refuses them, and the
    * clock, which never goes back, would keep stamping ahead until real time caught up. The pending
    * changes never reached the server (it refused them whole), so they are stamped again, in order,
-   * from the physical clock, and the clock and the device state's last clock restart there.
+   * from the physical clock (or the newest clock received from other devices, when that is not
+   * ahead), keeping each one's base, and the clock and the device state's last clock restart there.
    * Returns whether it did.
    */
   restampIfAhead(latest: number): boolean {
     const engine = this.#engine;
-    const newest = engine.query(
-      'SELECT max(c) AS c FROM (SELECT last_clock AS c FROM __pocketsync_device_state UNION ALL SELECT max(clock) FROM __pocketsync_changes)',
-    )[0]?.c;
-    if (typeof newest !== 'string' || parseClock(newest).wall <= latest) return false;
+    const [state] = engine.query(
+      `SELECT (SELECT max(clock) FROM __pocketsync_changes) AS own, last_clock AS stored,
+         (SELECT value FROM __pocketsync_replica_state WHERE key = 'received_clock') AS received
+       FROM __pocketsync_device_state WHERE id = 1`,
+    );
+    const ahead = (clock: unknown) => typeof clock === 'string' && parseClock(clock).wall > latest;
+    if (!ahead(state?.own) && !ahead(state?.stored)) return false;
     this.#transaction(() => {
+      const bases = engine.query(BASES_SQL).map((row) => ({ id: Number(row.id), base: Number(row.base) }));
+      const cursor = this.cursor;
       engine.clock.restart();
-      const ids = engine.query('SELECT id FROM __pocketsync_changes ORDER BY id').map((row) => Number(row.id));
-      for (const id of ids) engine.execute('UPDATE __pocketsync_changes SET clock = ? WHERE id = ?', [engine.clock.now(), id]);
+      // What it saw from other devices (the server took those stamps) still comes before its next one.
+      for (const clock of [state?.stored, state?.received]) if (typeof clock === 'string' && !ahead(clock)) engine.clock.receive(clock);
+      engine.execute('DELETE FROM __pocketsync_cursor_marks');
+      let previous: number | undefined;
+      for (const { id, base } of bases) {
+        if (base !== previous) engine.execute('INSERT INTO __pocketsync_cursor_marks (clock, cursor) VALUES (?, ?)', [previous === undefined ? '' : engine.clock.now(), base]);
+        previous = base;
+        engine.execute('UPDATE __pocketsync_changes SET clock = ? WHERE id = ?', [engine.clock.now(), id]);
+      }
+      if (previous !== cursor) engine.execute('INSERT INTO __pocketsync_cursor_marks (clock, cursor) VALUES (?, ?)', [previous === undefined ? '' : engine.clock.now(), cursor]);
       engine.execute('UPDATE __pocketsync_device_state SET last_clock = ? WHERE id = 1', [engine.clock.now()]);
     });
     return true;
@@ -93,6 +171,15 @@ export class Replica {
     return Number(this.#engine.query('SELECT server_cursor AS c FROM __pocketsync_device_state WHERE id = 1')[0]?.c ?? 0);
   }
 
+  /**
+   * This device holds no row that came from the server or was acknowledged by it: no batch with
+   * rows was ever applied (cursor 0) and no ack ever came. What the hello's `fresh` says: only then
+   * may a catch-up from cursor 0 leave deleted rows out.
+   */
+  get fresh(): boolean {
+    return this.cursor === 0 && this.#state('acknowledged') !== 1;
+  }
+
   /** When the last batch from the server was applied (ms since the epoch), kept across reloads. */
   get lastSyncedAt(): number | null {
     const at = this.#engine.query('SELECT last_sync_at AS t FROM __pocketsync_device_state WHERE id = 1')[0]?.t;
@@ -100,15 +187,16 @@ export class Replica {
   }
 
   /**
-   * Local changes not yet acknowledged, oldest first, as they go on the wire. SQLite builds the
-   * wire JSON of the whole batch (PENDING_SQL): reading it row by row and column by column out of
-   * WebAssembly cost more than everything else in a push.
+   * Local changes not yet acknowledged, oldest first, as they go on the wire, each with its base.
+   * SQLite builds the wire JSON of the whole batch (PENDING_SQL): reading it row by row and column
+   * by column out of WebAssembly cost more than everything else in a push.
    */
   pending(limit: number): ClientChange[] {
     const [batch] = this.#engine.query(PENDING_SQL, [limit]);
     const rowids = JSON.parse(String(batch?.rowids ?? '[]')) as number[];
     const changes = JSON.parse(String(batch?.changes ?? '[]')) as ClientChange[];
     this.#sent = new Map(changes.map((change, i) => [change.id, rowids[i] as number]));
+    this.#sentOrder = changes.map((change) => change.id);
     return changes;
   }
 
@@ -116,31 +204,102 @@ export class Replica {
     return Number(this.#engine.query('SELECT count(*) AS n FROM __pocketsync_changes WHERE synced = 0')[0]?.n ?? 0);
   }
 
-  /**
-   * An acknowledgement, in one transaction: the acknowledged changes (applied, superseded or
-   * duplicate: the server has them) leave the change log, and `settled`, the server's state of
-   * rows where this device's writes lost, is applied. Those rows come whatever the cursor (no new
-   * seq carries them), with capture off; newer unacknowledged edits still keep their columns.
-   */
-  acknowledge(changeIds: readonly string[], settled: readonly RowChange[] = []): void {
-    if (changeIds.length === 0 && settled.length === 0) return;
-    this.#transaction(() => {
-      this.#prune(changeIds);
-      if (settled.length > 0) this.#applyRows(settled);
-    });
+  /** Everything in the quarantine, oldest first. */
+  quarantined(): QuarantineEntry[] {
+    return this.#quarantine.list();
   }
 
-  /** Applies a batch of remote row changes and moves the cursor to `cursor`, atomically. */
-  apply(changes: readonly RowChange[], cursor: number): void {
-    const applied = this.cursor;
-    const fresh = changes.filter((change) => change.seq > applied);
-    if (fresh.length === 0 && cursor <= applied) return; // redelivered: nothing new
-    this.#transaction(() => {
-      this.#applyRows(fresh);
-      if (cursor > applied) {
-        this.#engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
+  quarantineCount(): number {
+    return this.#quarantine.count();
+  }
+
+  /**
+   * An acknowledgement, in one transaction: the acknowledged changes (applied, superseded or
+   * duplicate: the server has them) leave the change log; a rejected one moves into the
+   * quarantine with its error; and `rows`, the server's state of rows the device cannot derive, is
+   * applied. Those rows come whatever the cursor (no new seq carries them), with capture off; newer
+   * unacknowledged edits still keep their columns. Returns the newly quarantined entries.
+   *
+   * A plain change id (the form of earlier versions of the sync loop) counts as acknowledged.
+   */
+  acknowledge(results: readonly (PushResult | string)[], rows: readonly RowChange[] = []): QuarantineEntry[] {
+    if (results.length === 0 && rows.length === 0) return [];
+    const acknowledged: string[] = [];
+    const rejected: { id: string; error: { kind: string; message: string } }[] = [];
+    // Results come in push order: one whose id the server could not read is matched by position.
+    const positional = results.length === this.#sentOrder.length;
+    results.forEach((result, i) => {
+      if (typeof result === 'string') acknowledged.push(result);
+      else if (result.outcome !== 'rejected') acknowledged.push(result.id);
+      else {
+        const id = result.id === '' && positional ? (this.#sentOrder[i] ?? '') : result.id;
+        if (id !== '') rejected.push({ id, error: result.error ?? { kind: ErrorKind.Internal, message: 'rejected without a reason' } });
       }
     });
+    const out: QuarantineEntry[] = [];
+    this.#transaction(() => {
+      this.#prune(acknowledged);
+      for (const { id, error } of rejected) {
+        const entry = this.#quarantineLocal(id, error);
+        if (entry) out.push(entry);
+      }
+      this.#prune(rejected.map((r) => r.id));
+      if (acknowledged.length > 0 || rows.length > 0) this.#setState('acknowledged', 1);
+      out.push(...this.#applyRows(rows));
+      this.#engine.execute(PRUNE_MARKS_SQL);
+    });
+    return out;
+  }
+
+  /**
+   * Applies a batch of remote row changes and moves the cursor to `cursor`, atomically. Returns the
+   * rows the local schema refused, now in the quarantine.
+   */
+  apply(changes: readonly RowChange[], cursor: number): QuarantineEntry[] {
+    const applied = this.cursor;
+    const unseen = changes.filter((change) => change.seq > applied);
+    if (unseen.length === 0 && cursor <= applied) return []; // redelivered: nothing new
+    let out: QuarantineEntry[] = [];
+    this.#transaction(() => {
+      out = this.#applyRows(unseen);
+      // What the batch brought may be what a quarantined row was missing (a parent row that a
+      // foreign key needs, a freed unique value): those are tried again.
+      if (unseen.length > 0) this.#retryQuarantined(RETRY_PER_BATCH);
+      if (cursor > applied) {
+        const engine = this.#engine;
+        engine.execute('UPDATE __pocketsync_device_state SET server_cursor = ?, last_sync_at = ? WHERE id = 1', [cursor, Date.now()]);
+        // Edits from now on were made at this cursor: their clocks are all after this one, also
+        // after a reload, since the device state keeps it as the newest clock seen.
+        const mark = engine.clock.now();
+        engine.execute('INSERT OR REPLACE INTO __pocketsync_cursor_marks (clock, cursor) VALUES (?, ?)', [mark, cursor]);
+        engine.execute(KEEP_CLOCK_SQL, [mark]);
+        engine.execute(PRUNE_MARKS_SQL);
+      }
+    });
+    return out;
+  }
+
+  /**
+   * After the schema changed (a migration, or DDL at runtime): applies what the stash holds for
+   * tables and columns the schema now has, and tries the quarantined remote rows again, in one
+   * transaction. Returns the entries newly quarantined (stashed rows the schema now refuses); a
+   * quarantined row still refused keeps its entry.
+   */
+  afterSchemaChange(): QuarantineEntry[] {
+    const engine = this.#engine;
+    let out: QuarantineEntry[] = [];
+    this.#transaction(() => {
+      const partial = new Set<RowChange>();
+      const stashed = this.#stash.take(new Set(engine.syncedTables)).map((entry) => {
+        const change: RowChange = { seq: entry.seq, table: entry.table, row: entry.row, deleted: false, values: entry.values, clocks: entry.clocks };
+        if (!entry.whole) partial.add(change);
+        return change;
+      });
+      out = this.#applyRows(stashed, partial);
+      this.#retryQuarantined(Number.MAX_SAFE_INTEGER);
+      this.#setState('schema_version', engine.schemaVersion);
+    });
+    return out;
   }
 
   #transaction(work: () => void): void {
@@ -153,6 +312,26 @@ export class Replica {
       engine.rollback();
       throw error;
     }
+  }
+
+  #state(key: string): SqlValue | undefined {
+    return this.#engine.query('SELECT value FROM __pocketsync_replica_state WHERE key = ?', [key])[0]?.value;
+  }
+
+  #setState(key: string, value: SqlValue): void {
+    this.#engine.execute('INSERT OR REPLACE INTO __pocketsync_replica_state (key, value) VALUES (?, ?)', [key, value]);
+  }
+
+  /** Copies a rejected change from the log into the quarantine (the caller removes it from the log). */
+  #quarantineLocal(changeId: string, error: { kind: string; message: string }): QuarantineEntry | null {
+    const rowid = this.#sent.get(changeId);
+    const [row] = this.#engine.query(
+      `INSERT INTO __pocketsync_quarantine (direction, table_name, ps_global_id, source, change, error_kind, error_message, at)
+       SELECT 'local', table_name, ps_global_id, change_id, ${WIRE_CHANGE_SQL}, ?1, ?2, ?3 FROM __pocketsync_changes
+       WHERE change_id = ?4${rowid === undefined ? '' : ' AND id = ?5'} RETURNING ${ENTRY_COLUMNS}`,
+      rowid === undefined ? [error.kind, error.message, Date.now(), changeId] : [error.kind, error.message, Date.now(), changeId, rowid],
+    );
+    return row ? toEntry(row) : null;
   }
 
   /**
@@ -203,27 +382,117 @@ export class Replica {
     engine.execute(`DELETE FROM __pocketsync_changes WHERE ${where}`, params);
   }
 
-  /** Applies row changes, capture off; what the batch needs from the database is read once, not per row. */
-  #applyRows(changes: readonly RowChange[]): void {
-    if (changes.length === 0) return;
+  /**
+   * Applies row changes, capture off, and keeps their newest clock; returns the rows the schema
+   * refused, quarantined. What the batch needs from the database is read once, not per row.
+   * `partial` rows (stashed columns) only update a row that exists.
+   */
+  #applyRows(changes: readonly RowChange[], partial: ReadonlySet<RowChange> = new Set()): QuarantineEntry[] {
+    if (changes.length === 0) return [];
     const engine = this.#engine;
-    const batch: Batch = { synced: new Set(engine.syncedTables), shapes: new Map(), pending: this.#pendingClocks(changes) };
     let newest = '';
-    engine.applyWithoutCapture(() => {
-      for (const change of changes) {
-        const clock = newestOf(change);
-        if (clock > newest) newest = clock;
-        this.#applyOne(change, batch);
+    for (const change of changes) {
+      const clock = newestOf(change);
+      if (clock > newest) newest = clock;
+    }
+    // Advancing past the newest clock of the batch is advancing past each of them; kept in the
+    // device state too, where the engine restores its clock from after a reload.
+    if (newest !== '') {
+      engine.clock.receive(newest);
+      engine.execute(KEEP_CLOCK_SQL, [newest]);
+      engine.execute(KEEP_RECEIVED_SQL, [newest]);
+    }
+    return engine.applyWithoutCapture(() => {
+      const whole = this.#batch(changes);
+      engine.execute(`SAVEPOINT ${BATCH_SAVEPOINT}`);
+      try {
+        for (const change of changes) {
+          this.#supersede(change, whole);
+          this.#applyOne(change, whole, partial.has(change));
+        }
+        engine.execute(`RELEASE ${BATCH_SAVEPOINT}`);
+        return [];
+      } catch (error) {
+        if (!refused(error) || !engine.inTransaction) throw error;
+        engine.execute(`ROLLBACK TO ${BATCH_SAVEPOINT}`);
+        engine.execute(`RELEASE ${BATCH_SAVEPOINT}`);
       }
+      // Something was refused: again, one row at a time, each under its own savepoint.
+      const batch = this.#batch(changes);
+      const out: QuarantineEntry[] = [];
+      for (const change of changes) {
+        this.#supersede(change, batch);
+        engine.execute(`SAVEPOINT ${ROW_SAVEPOINT}`);
+        try {
+          this.#applyOne(change, batch, partial.has(change));
+          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+        } catch (error) {
+          if (!refused(error) || !engine.inTransaction) throw error;
+          engine.execute(`ROLLBACK TO ${ROW_SAVEPOINT}`);
+          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+          out.push(this.#quarantine.addRemote(change, { kind: ErrorKind.Database, message: error.message }));
+        }
+      }
+      return out;
     });
-    // Advancing past the newest clock of the batch is advancing past each of them.
-    if (newest !== '') engine.clock.receive(newest);
   }
 
-  #applyOne(change: RowChange, batch: Batch): void {
+  /**
+   * Applies quarantined remote rows again, oldest seq first, each under a savepoint: one that now
+   * fits leaves the quarantine, one still refused keeps its entry. A later state of the row would
+   * have superseded the entry, so what is quarantined is the newest the device has of the row.
+   */
+  #retryQuarantined(limit: number): void {
+    const entries = this.#quarantine.remote(limit);
+    if (entries.length === 0) return;
     const engine = this.#engine;
-    if (!batch.synced.has(change.table)) return; // a table this app version does not have
-    const local = batch.pending.get(rowKey(change.table, change.row));
+    const batch = this.#batch(entries.map((entry) => entry.change));
+    engine.applyWithoutCapture(() => {
+      for (const { id, change } of entries) {
+        engine.execute(`SAVEPOINT ${ROW_SAVEPOINT}`);
+        try {
+          this.#applyOne(change, batch, false);
+          this.#quarantine.remove(id);
+          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+        } catch (error) {
+          if (!refused(error) || !engine.inTransaction) throw error;
+          engine.execute(`ROLLBACK TO ${ROW_SAVEPOINT}`);
+          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+        }
+      }
+    });
+  }
+
+  #batch(changes: readonly RowChange[]): Batch {
+    return {
+      synced: new Set(this.#engine.syncedTables),
+      shapes: new Map(),
+      pending: this.#pendingClocks(changes),
+      stashed: this.#stash.keysOf(changes),
+      quarantined: this.#quarantine.remoteKeysOf(changes),
+    };
+  }
+
+  /** A newer state of a quarantined row supersedes the one that was refused. */
+  #supersede(change: RowChange, batch: Batch): void {
+    const key = rowKey(change.table, change.row);
+    if (!batch.quarantined.delete(key)) return;
+    this.#quarantine.supersede(change.table, change.row);
+  }
+
+  #applyOne(change: RowChange, batch: Batch, partial: boolean): void {
+    const engine = this.#engine;
+    const key = rowKey(change.table, change.row);
+    if (change.deleted && batch.stashed.delete(key)) this.#stash.drop(change.table, change.row);
+    if (!batch.synced.has(change.table)) {
+      // A table this app version does not have (yet): kept whole for the version that adds it.
+      if (!change.deleted) {
+        this.#stash.put({ table: change.table, row: change.row, values: change.values ?? {}, clocks: change.clocks ?? {}, seq: change.seq, whole: true });
+        batch.stashed.add(key);
+      }
+      return;
+    }
+    const local = batch.pending.get(key);
     if (change.deleted) {
       // A newer unacknowledged local write keeps the row; the server will decide with it.
       if (local !== undefined && local.newest > newestOf(change)) return;
@@ -238,25 +507,48 @@ export class Replica {
     const columns: string[] = [];
     const params: SqlValue[] = [];
     const replaced: string[] = [];
+    let unknown: Record<string, ColumnValue> | null = null;
     for (const [column, value] of Object.entries(change.values ?? {})) {
-      // An INTEGER PRIMARY KEY is this device's rowid: two devices assign the same numbers offline,
-      // so it never crosses over; rows are matched by ps_global_id.
-      if (!shape.columns.has(column) || column === 'ps_global_id' || column === shape.localKey) continue;
+      // A rowid table's INTEGER PRIMARY KEY is this device's rowid: two devices assign the same
+      // numbers offline, so it never crosses over; rows are matched by ps_global_id.
+      if (column === 'ps_global_id' || column === shape.localKey) continue;
+      if (!shape.columns.has(column)) {
+        // A column this app version does not have (yet): kept for the version that adds it.
+        (unknown ??= {})[column] = value;
+        continue;
+      }
       columns.push(column);
       params.push(fromWire(value));
       const localClock = local?.columns.get(column);
       if (localClock === undefined || localClock <= (change.clocks?.[column] ?? '')) replaced.push(column);
     }
+    if (unknown !== null) {
+      this.#stash.put({ table: change.table, row: change.row, values: unknown, clocks: change.clocks ?? {}, seq: change.seq, whole: false });
+      batch.stashed.add(key);
+    }
+    if (partial) {
+      // Stashed columns of a row that came before: they update it, and never create it.
+      if (replaced.length === 0) return;
+      const set = replaced.map((column) => `${quoteIdentifier(column)} = ?`).join(', ');
+      const values = replaced.map((column) => params[columns.indexOf(column)] as SqlValue);
+      engine.execute(`UPDATE ${quoteIdentifier(change.table)} SET ${set} WHERE ps_global_id = ?`, [...values, change.row]);
+      return;
+    }
     params.push(change.row);
     engine.execute(upsertSql(change.table, columns, replaced, shape), params);
   }
 
-  /** A table's columns, and its INTEGER PRIMARY KEY (the rowid alias), if it has one. */
+  /**
+   * A table's columns, and its INTEGER PRIMARY KEY if that is the rowid alias: only in a rowid
+   * table; a WITHOUT ROWID table's INTEGER key is an ordinary column.
+   */
   #tableShape(table: string): TableShape {
-    const info = this.#engine.query('SELECT name, type, pk FROM pragma_table_info(?)', [table]);
+    const engine = this.#engine;
+    const info = engine.query('SELECT name, type, pk FROM pragma_table_info(?)', [table]);
+    const withoutRowid = Boolean(engine.query("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", [table])[0]?.wr);
     const keys = info.filter((c) => Number(c.pk) > 0);
     const [key] = keys;
-    const localKey = keys.length === 1 && key && String(key.type).toUpperCase() === 'INTEGER' ? String(key.name) : null;
+    const localKey = !withoutRowid && keys.length === 1 && key && String(key.type).toUpperCase() === 'INTEGER' ? String(key.name) : null;
     return { columns: new Set(info.map((c) => String(c.name))), localKey, upserts: new Map() };
   }
 
@@ -310,14 +602,27 @@ interface PendingClocks {
   deleted?: string;
 }
 
-/** What one batch reads once: synced tables, table shapes, and the unacknowledged local writes. */
+/**
+ * What one batch reads once: synced tables, table shapes, the unacknowledged local writes, and
+ * which of its rows are stashed or quarantined (kept up to date while the batch is applied).
+ */
 interface Batch {
   readonly synced: ReadonlySet<string>;
   readonly shapes: Map<string, TableShape>;
   readonly pending: ReadonlyMap<string, PendingClocks>;
+  readonly stashed: Set<string>;
+  readonly quarantined: Set<string>;
 }
 
-const rowKey = (table: string, row: string) => `${table}\u0000${row}`;
+/** Quarantined remote rows tried again after each batch, at most (all of them after a schema change). */
+const RETRY_PER_BATCH = 200;
+const BATCH_SAVEPOINT = '__pocketsync_batch';
+const ROW_SAVEPOINT = '__pocketsync_row';
+
+/** SQLite refused the row (a constraint, a type): the row is at fault, not the batch. */
+function refused(error: unknown): error is EngineError {
+  return error instanceof EngineError && error.kind === ErrorKind.Database;
+}
 
 function newestOf(change: RowChange): string {
   return Object.values(change.clocks ?? {}).reduce((a, b) => (b > a ? b : a), change.deleteClock ?? '');

@@ -1,43 +1,65 @@
 /**
- * The sync loop: one WebSocket per database (partysocket, reconnecting with backoff), hello with
- * the cursor, catch-up, then live. It pushes the change log and applies what the server sends.
+ * The sync loop: one connection at a time to the project's sync endpoint, hello with the cursor,
+ * catch-up, then live. It pushes the change log and applies what the server sends.
  *
  * Design notes:
+ * - The transport is injected (./connection.ts): a Connector call is one attempt, and this loop
+ *   owns every retry. Each attempt is: the token, then one connection, then the hello. Whatever
+ *   ends an attempt short of a healthy connection (the token function failing, the connection not
+ *   opening or closing, a malformed frame, an error frame) is reported in `status.error` with a
+ *   kind, and the next attempt waits a growing delay (250 ms doubling to 30 s, with jitter, shown as
+ *   `status.retryAt`). The delay starts over once the connection proved healthy: caught up with
+ *   nothing to push, or a push acknowledged. So a connection that reaches live and then has its
+ *   push refused, again and again, still backs off.
+ * - Stopping for good (state 'error', until start()) only for what no retry can fix: the server
+ *   refused the token twice in a row (one retry with a fresh token first), the protocol version, or
+ *   an unknown project.
+ * - Every down frame is parsed against lib/protocol/down.ts before anything of it is applied: a
+ *   malformed frame is kind 'invalid', and the connection starts over (from the cursor).
  * - One push in flight at a time, in change-log order. Nothing is marked synced before its ack. A
  *   push lost with its connection is simply sent again after the reconnect, and the server answers
  *   'duplicate' for whatever it had already committed.
  * - A local write is pushed at once when no push is out; a burst coalesces behind the one in flight.
- * - An auth failure gets one more try with a fresh token (authToken may be a function). A second
- *   one in a row is state 'error' with kind 'auth', and the socket stays closed: no reconnect storm.
- * - The network (./network.ts) going away is state 'offline': the socket is closed, not left to
+ * - The network (./network.ts) going away is state 'offline': the connection is closed, not left to
  *   hang (a lost network does not close a WebSocket for a long time, and Chromium's offline mode
- *   holds its frames without closing it) or to retry in vain. Its return connects a fresh socket at
- *   once rather than after the backoff the failed attempts built up.
- * - Frames of a socket that was replaced or closed are ignored: what they carried (an ack, a batch)
- *   comes again on the next connection, from the cursor, and the server answers 'duplicate' for
- *   what it had already committed.
+ *   holds its frames without closing it) or to retry in vain. Its return connects at once, with the
+ *   delay started over.
+ * - Callbacks and frames of an attempt that was replaced or closed are ignored (`#attempt`): what
+ *   they carried (an ack, a batch) comes again on the next connection, from the cursor.
  */
-import { WebSocket as ReconnectingWebSocket } from 'partysocket';
 import type { ClientChange, LostWrite } from '../../lib/protocol/change.js';
 import { CloseCode } from '../../lib/protocol/close-codes.js';
-import type { DownMessage } from '../../lib/protocol/down.js';
+import { parseDownFrame, type DownMessage } from '../../lib/protocol/down.js';
 import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../../lib/protocol/protocol-version.js';
 import { LIMITS } from '../../lib/protocol/up.js';
 import type { SyncState, SyncStatus } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
 import { toErrorData } from '../engine-error.js';
+import type { Connection, Connector } from './connection.js';
 import { platformNetwork, type Network } from './network.js';
 import type { Replica } from './replica.js';
+import { webSocketConnector } from './websocket-connection.js';
 
 export type { SyncState, SyncStatus };
+
+/** The delay before attempt n + 1 after n failed in a row: initialMs · 2^(n-1), at most maxMs, times 0.5–1 (jitter). */
+export interface RetryOptions {
+  readonly initialMs: number;
+  readonly maxMs: number;
+}
+
+const RETRY: RetryOptions = { initialMs: 250, maxMs: 30_000 };
 
 export interface SyncLoopOptions {
   /** The project's sync endpoint: ws(s)://host/v1/projects/<project>/sync. */
   readonly url: string;
   readonly token: () => string | Promise<string>;
-  /** A WebSocket constructor where there is no global one (Node: `ws`). */
+  /** The transport: one attempt per call. A WebSocket (./websocket-connection.ts) by default. */
+  readonly connect?: Connector;
+  /** For the default connector, a WebSocket constructor where there is no global one (Node 20: `ws`). */
   readonly WebSocket?: unknown;
+  readonly retry?: RetryOptions;
   readonly pushDelayMs?: number;
   readonly onStatus?: (status: SyncStatus) => void;
   /** Tables the applied remote changes touched (for watchers). */
@@ -58,18 +80,23 @@ export class SyncLoop {
   readonly #replica: Replica;
   readonly #options: SyncLoopOptions;
   readonly #network: Network;
-  /** Between start() and stop(): the socket may still be null, while offline or after an error. */
+  readonly #connector: Connector;
+  readonly #retryOptions: RetryOptions;
+  /** Between start() and stop(): the connection may still be null, while offline, waiting or after an error. */
   #running = false;
   #stopWatchingNetwork: (() => void) | null = null;
-  #socket: ReconnectingWebSocket | null = null;
-  #status: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null };
+  #connection: Connection | null = null;
+  /** The current attempt; callbacks of any other are stale. */
+  #attempt = 0;
+  #status: SyncStatus = { state: 'offline', pending: 0, lastSyncedAt: null, progress: null, error: null, retryAt: null };
   #inFlight = false;
   #pushTimer: ReturnType<typeof setTimeout> | null = null;
   #authRetried = false;
-  #pushRetries = 0;
-  /** Connections opened so far: a hello is for the connection it started on, and no other. */
-  #opens = 0;
+  /** Attempts that failed since the connection was last healthy: the next delay. */
+  #failures = 0;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #pushRetries = 0;
+  #pushRetryTimer: ReturnType<typeof setTimeout> | null = null;
   #done = 0;
   /** Frames are handled one at a time, in arrival order. */
   #queue: Promise<void> = Promise.resolve();
@@ -79,6 +106,8 @@ export class SyncLoop {
     this.#replica = replica;
     this.#options = options;
     this.#network = options.network ?? platformNetwork();
+    this.#connector = options.connect ?? webSocketConnector(options.WebSocket);
+    this.#retryOptions = options.retry ?? RETRY;
     this.#status = { ...this.#status, lastSyncedAt: replica.lastSyncedAt };
   }
 
@@ -90,12 +119,11 @@ export class SyncLoop {
   start(): void {
     if (this.#running && this.#status.state !== 'error') return;
     this.#running = true;
-    // A clock that ran fast and was set right: what it stamped meanwhile is stamped again, or the
-    // server would refuse it until real time caught up (Replica.restampIfAhead).
-    this.#replica.restampIfAhead(this.#engine.clock.physical() + LIMITS.maxClockAheadMs);
+    this.#failures = 0;
+    this.#authRetried = false;
     this.#stopWatchingNetwork ??= this.#network.watch((online) => this.#networkChanged(online));
     const online = this.#network.online;
-    this.#update({ state: online ? 'connecting' : 'offline', error: null, progress: null, pending: this.#replica.pendingCount() });
+    this.#update({ state: online ? 'connecting' : 'offline', error: null, progress: null, retryAt: null, pending: this.#replica.pendingCount() });
     if (online) this.#connect();
   }
 
@@ -106,34 +134,69 @@ export class SyncLoop {
     this.#disconnect();
     if (this.#pushTimer) clearTimeout(this.#pushTimer);
     this.#pushTimer = null;
-    this.#update({ state: 'offline', progress: null });
+    this.#update({ state: 'offline', progress: null, retryAt: null });
   }
 
-  /** A fresh socket: its first attempt is immediate (partysocket waits only before retries). */
+  /** Starts an attempt now: the token, then the connection (so a failing token opens no socket). */
   #connect(): void {
     this.#disconnect();
-    const socket = new ReconnectingWebSocket(this.#options.url, [], {
-      ...(this.#options.WebSocket ? { WebSocket: this.#options.WebSocket } : {}),
-      maxEnqueuedMessages: 0,
-      minReconnectionDelay: 200 + Math.random() * 300,
-      maxReconnectionDelay: 15_000,
-      reconnectionDelayGrowFactor: 1.6,
-      shouldReconnectOnClose: (event) => event.code !== CloseCode.auth && event.code !== CloseCode.version,
+    const attempt = this.#attempt;
+    this.#update({ state: 'connecting', progress: null, retryAt: null });
+    void this.#open(attempt);
+  }
+
+  async #open(attempt: number): Promise<void> {
+    // A clock that ran fast and was set right: what it stamped meanwhile is stamped again, or the
+    // server would refuse it until real time caught up (Replica.restampIfAhead).
+    await this.#turn(() => this.#replica.restampIfAhead(this.#engine.clock.physical() + LIMITS.maxClockAheadMs));
+    if (attempt !== this.#attempt) return;
+    let token: string;
+    try {
+      token = await this.#options.token();
+      if (typeof token !== 'string' || token === '') throw new Error('it gave no token');
+    } catch (error) {
+      if (attempt === this.#attempt) this.#retry({ kind: ErrorKind.Auth, message: `the token function failed: ${messageOf(error)}` });
+      return;
+    }
+    if (attempt !== this.#attempt) return;
+    let opened = false;
+    const connection = this.#connector(this.#options.url, {
+      onOpen: () => {
+        if (attempt !== this.#attempt) return;
+        opened = true;
+        this.#hello(attempt, token);
+      },
+      onMessage: (frame) => {
+        if (attempt === this.#attempt) this.#inTurn(() => attempt === this.#attempt && this.#received(frame));
+      },
+      onClose: (code, reason) => {
+        if (attempt === this.#attempt) this.#closed(code, reason, opened);
+      },
     });
-    const current = (): boolean => socket === this.#socket;
-    socket.addEventListener('open', () => {
-      this.#opens++;
-      if (current()) void this.#hello(socket);
+    if (attempt === this.#attempt) this.#connection = connection;
+    else connection.close();
+  }
+
+  #hello(attempt: number, token: string): void {
+    this.#inFlight = false;
+    this.#done = 0;
+    this.#update({ state: 'catching-up', progress: { done: 0, total: 0 } });
+    this.#inTurn(() => {
+      if (attempt !== this.#attempt) return;
+      this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: this.#replica.cursor, token });
     });
-    socket.addEventListener('message', (event: MessageEvent) => {
-      this.#inTurn(() => {
-        if (current()) this.#message(event.data);
-      });
-    });
-    socket.addEventListener('close', (event: CloseEvent) => {
-      if (current()) this.#closed(event.code);
-    });
-    this.#socket = socket;
+  }
+
+  /** Database work of the loop, in turn (see #inTurn), awaited. */
+  #turn(work: () => void): Promise<void> {
+    const done = new Promise<void>((resolve) => this.#inTurn(() => {
+      try {
+        work();
+      } finally {
+        resolve();
+      }
+    }));
+    return done;
   }
 
   /**
@@ -146,22 +209,23 @@ export class SyncLoop {
     this.#queue = this.#queue.then(() => run(work)).catch(() => undefined);
   }
 
-  /** Closes the socket for good (it does not reconnect); a push in flight is sent again later. */
+  /** Ends the current attempt (it never reconnects by itself) and any wait for the next. */
   #disconnect(): void {
-    const socket = this.#socket;
-    this.#socket = null;
+    this.#attempt++;
+    const connection = this.#connection;
+    this.#connection = null;
     this.#inFlight = false;
-    this.#clearRetry();
-    socket?.close();
+    this.#clearTimers();
+    connection?.close();
   }
 
   #networkChanged(online: boolean): void {
     if (!this.#running || this.#status.state === 'error') return;
     if (!online) {
       this.#disconnect();
-      this.#update({ state: 'offline', progress: null });
+      this.#update({ state: 'offline', progress: null, retryAt: null });
     } else if (this.#status.state === 'offline' || this.#status.state === 'connecting') {
-      this.#update({ state: 'connecting', progress: null });
+      this.#failures = 0;
       this.#connect();
     }
   }
@@ -186,41 +250,29 @@ export class SyncLoop {
     }, this.#options.pushDelayMs ?? 5);
   }
 
-  /**
-   * Says hello on a socket that just opened. The token may take a while (a fetch): if the socket
-   * was replaced or reopened meanwhile, the hello belongs to the newer connection, which says its
-   * own. A token function that fails is a connection that failed: partysocket tries again.
-   */
-  async #hello(socket: ReconnectingWebSocket): Promise<void> {
-    this.#inFlight = false;
-    this.#done = 0;
-    this.#update({ state: 'catching-up', progress: { done: 0, total: 0 } });
-    const opened = this.#opens;
-    let token: string;
+  /** A frame, handled; a fault in handling it (a bug) is reported and retried like any failure, never swallowed. */
+  #received(frame: string): void {
     try {
-      token = await this.#options.token();
-    } catch {
-      if (socket === this.#socket) socket.reconnect();
-      return;
+      this.#message(frame);
+    } catch (error) {
+      this.#retry(toErrorData(error));
     }
-    if (socket !== this.#socket || this.#opens !== opened || socket.readyState !== socket.OPEN) return;
-    this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: this.#replica.cursor, token });
   }
 
-  #message(data: unknown): void {
-    let message: DownMessage;
-    try {
-      message = JSON.parse(String(data)) as DownMessage;
-    } catch {
+  #message(frame: string): void {
+    const parsed = parseDownFrame(frame);
+    if (!parsed.ok) {
+      this.#retry({ kind: ErrorKind.Invalid, message: parsed.message });
       return;
     }
+    const message: DownMessage = parsed.message;
     switch (message.type) {
       case 'changes': {
         try {
           this.#replica.apply(message.changes, message.cursor);
         } catch (error) {
-          // The batch was rolled back and the cursor did not move; stop rather than loop on it.
-          this.#fail(toErrorData(error));
+          // The batch was rolled back and the cursor did not move: the next attempt gets it again.
+          this.#retry(toErrorData(error));
           return;
         }
         const tables = [...new Set(message.changes.map((c) => c.table))];
@@ -231,7 +283,9 @@ export class SyncLoop {
             this.#update({ progress: { done: this.#done, total: this.#done + message.remaining } });
           } else {
             this.#authRetried = false;
-            this.#update({ state: 'live', progress: null, lastSyncedAt: Date.now(), error: null });
+            const pending = this.#replica.pendingCount();
+            if (pending === 0) this.#failures = 0;
+            this.#update({ state: 'live', progress: null, lastSyncedAt: Date.now(), error: null, retryAt: null, pending });
             this.#push();
           }
         } else {
@@ -240,81 +294,112 @@ export class SyncLoop {
         return;
       }
       case 'ack': {
+        if (!this.#inFlight) {
+          this.#retry({ kind: ErrorKind.Invalid, message: 'the server sent an ack with no push out' });
+          return;
+        }
         try {
           this.#replica.acknowledge(message.results.map((r) => r.id), message.rows ?? []);
         } catch (error) {
           // Rolled back: the changes stay in the log, and the server answers 'duplicate' when they
-          // are pushed again. Stop, saying why, rather than wait for an ack that has come.
-          this.#fail(toErrorData(error));
+          // are pushed again on the next connection.
+          this.#retry(toErrorData(error));
           return;
         }
         for (const conflict of message.conflicts ?? []) this.#options.onConflict?.(conflict);
         this.#inFlight = false;
         this.#pushRetries = 0;
+        this.#failures = 0;
         this.#update({ pending: this.#replica.pendingCount(), lastSyncedAt: Date.now(), error: null });
         this.#push();
         return;
       }
       case 'error': {
-        if (message.kind === ErrorKind.Auth || message.kind === ErrorKind.Version) this.#refused(message);
-        else if (this.#inFlight) this.#pushFailed(message);
-        // Not about a push (a fault during catch-up, say): start the connection over.
-        else this.#socket?.reconnect();
+        if (message.kind === ErrorKind.Auth) this.#refusedToken(message);
+        else if (message.kind === ErrorKind.Version || message.kind === ErrorKind.NotFound) this.#fail(message);
+        else if (message.kind === ErrorKind.Internal && this.#inFlight) this.#pushFailed(message);
+        // A push refused whole, or a fault during catch-up: per-change outcomes make a refused
+        // push a protocol error, so the connection starts over, later.
+        else this.#retry(message);
         return;
       }
     }
   }
 
-  #refused(error: ErrorData): void {
-    if (error.kind === ErrorKind.Auth && !this.#authRetried) {
-      // One more try: the token function may mint a fresh token.
+  /** The server refused the token: one more try at once (the function may mint a fresh one), then stop. */
+  #refusedToken(error: ErrorData): void {
+    if (!this.#authRetried) {
       this.#authRetried = true;
-      this.#socket?.reconnect();
+      this.#update({ error });
+      this.#connect();
       return;
     }
     this.#fail(error);
   }
 
-  /** Stops in state 'error' with `error`: the socket stays closed until start(). */
+  /** Stops in state 'error' with `error`: no connection until start(). */
   #fail(error: ErrorData): void {
     this.#disconnect();
-    this.#update({ state: 'error', error, progress: null });
+    this.#update({ state: 'error', error, progress: null, retryAt: null });
+  }
+
+  /** Ends the attempt, says why, and starts the next one after the back-off delay. */
+  #retry(error: ErrorData): void {
+    this.#disconnect();
+    if (!this.#running) return;
+    if (!this.#network.online) {
+      this.#update({ state: 'offline', error, progress: null, retryAt: null });
+      return;
+    }
+    const delay = this.#delay(this.#failures++);
+    this.#update({ state: 'connecting', error, progress: null, retryAt: Date.now() + delay });
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#connect();
+    }, delay);
+  }
+
+  #delay(failures: number): number {
+    const { initialMs, maxMs } = this.#retryOptions;
+    return Math.min(maxMs, initialMs * 2 ** failures) * (0.5 + Math.random() / 2);
   }
 
   /**
-   * The server refused the push in flight, and stored none of it. A server fault ('internal') is
-   * retried after a growing delay; anything else (a clock far ahead, a change the server will never
-   * take) would fail the same way again, so sync stops in state 'error' with the server's reason,
-   * and the changes stay queued until the app calls start() again.
+   * The server failed on the push in flight (kind 'internal') and stored none of it: the push is
+   * sent again on this connection after a growing delay, staying live.
    */
   #pushFailed(error: ErrorData): void {
-    if (error.kind === ErrorKind.Internal) {
-      this.#update({ error });
-      const delay = Math.min(30_000, 500 * 2 ** this.#pushRetries++);
-      this.#clearRetry();
-      this.#retryTimer = setTimeout(() => {
-        this.#retryTimer = null;
-        this.#inTurn(() => {
-          this.#inFlight = false;
-          this.#push();
-        });
-      }, delay);
-      return;
-    }
-    this.#fail(error);
+    const delay = this.#delay(this.#pushRetries++);
+    this.#update({ error });
+    if (this.#pushRetryTimer) clearTimeout(this.#pushRetryTimer);
+    const attempt = this.#attempt;
+    this.#pushRetryTimer = setTimeout(() => {
+      this.#pushRetryTimer = null;
+      this.#inTurn(() => {
+        if (attempt !== this.#attempt) return;
+        this.#inFlight = false;
+        this.#push();
+      });
+    }, delay);
   }
 
-  #clearRetry(): void {
+  #clearTimers(): void {
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
+    if (this.#pushRetryTimer) clearTimeout(this.#pushRetryTimer);
+    this.#pushRetryTimer = null;
   }
 
-  #closed(code: number): void {
-    this.#inFlight = false;
-    this.#clearRetry();
-    if (this.#status.state === 'error') return;
-    if (code === CloseCode.auth || code === CloseCode.version) return; // #refused decides
-    this.#update({ state: 'connecting', progress: null });
+  #closed(code: number, reason: string, opened: boolean): void {
+    this.#connection = null;
+    const said = reason ? `: ${reason}` : '';
+    // The server says why in an error frame before it closes (handled above, which ended this
+    // attempt); a close with the code alone means the same.
+    if (code === CloseCode.auth) this.#refusedToken({ kind: ErrorKind.Auth, message: `the server refused the token${said}` });
+    else if (code === CloseCode.version) this.#fail({ kind: ErrorKind.Version, message: `the server speaks another protocol version${said}` });
+    else if (code === CloseCode.notFound) this.#fail({ kind: ErrorKind.NotFound, message: `the server has no such project${said}` });
+    else if (opened) this.#retry({ kind: ErrorKind.Closed, message: `the connection to the server closed (code ${code}${said})` });
+    else this.#retry({ kind: ErrorKind.Closed, message: `could not connect to ${this.#options.url} (code ${code}${said})` });
   }
 
   /**
@@ -331,7 +416,7 @@ export class SyncLoop {
       const frame = JSON.stringify({ type: 'push', cursor: this.#replica.cursor, changes });
       if (fitsInFrame(frame)) {
         this.#inFlight = true;
-        this.#socket?.send(frame);
+        this.#connection?.send(frame);
         return;
       }
       if (changes.length === 1) {
@@ -344,13 +429,19 @@ export class SyncLoop {
   }
 
   #send(message: unknown): void {
-    this.#socket?.send(JSON.stringify(message));
+    this.#connection?.send(JSON.stringify(message));
   }
 
   #update(patch: Partial<SyncStatus>): void {
     this.#status = { ...this.#status, ...patch };
     this.#options.onStatus?.(this.#status);
   }
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') return (error as { message: string }).message;
+  return String(error);
 }
 
 /** Whether a frame is within the message limit: a UTF-16 length a third of it needs no counting. */
