@@ -41,7 +41,7 @@ export async function serverRows(world: World, user: string): Promise<Map<string
     for (const change of batch.changes) {
       if (change.deleted) continue;
       let rows = tables.get(change.table);
-      if (!rows) tables.set(change.table, (rows = new Map()));
+      if (!rows) tables.set(change.table, (rows = new Map<string, RowChange>()));
       rows.set(change.row, change);
     }
     if (!batch.hasMore) break;
@@ -64,7 +64,7 @@ function forbidden(device: Device, table: string, row: RowChange, columns: reado
   const sql = `INSERT INTO "${table}" (${names.map((c) => `"${c}"`).join(', ')}) VALUES (${names.map(() => '?').join(', ')})`;
   device.db.exec('SAVEPOINT chaos_check');
   try {
-    device.db.exec({ sql, bind: params as never });
+    device.db.exec({ sql, bind: params });
     return null;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
