@@ -274,6 +274,7 @@ function sameValue(a: ColumnValue | undefined, b: ColumnValue): boolean {
   if (a === undefined) return false;
   if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
     if ('$base16' in a && '$base16' in b) return a.$base16.toLowerCase() === b.$base16.toLowerCase();
+    if ('$real' in a && '$real' in b) return a.$real === b.$real;
     return '$int' in a && '$int' in b && a.$int === b.$int;
   }
   return a === b;

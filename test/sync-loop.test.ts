@@ -196,28 +196,45 @@ describe('sync loop', () => {
 
   it('a push with a rejected change goes on: the rest is acknowledged, the rejected one quarantined, later pushes flow', async () => {
     const token = await mintUserToken(project, 'alice');
+    const a = await device('device-a', () => token);
+    const b = await device('device-b', () => token);
+    a.loop.start();
+    b.loop.start();
+    await waitFor(() => a.loop.status.state === 'live' && b.loop.status.state === 'live', 5_000, 'both live');
+    // One push: a row whose id, given by raw SQL, the wire refuses, between two it takes.
+    a.engine.insert('todos', { title: 'before' });
+    a.engine.execute("INSERT INTO todos (ps_global_id, title) VALUES ('has space', 'kept here')");
+    a.engine.insert('todos', { title: 'after' });
+    a.loop.localWrite();
+    await waitFor(() => a.loop.status.pending === 0 && a.loop.status.quarantined === 1, 5_000, 'the ack');
+    expect(a.quarantined).toEqual([expect.objectContaining({ direction: 'local', table: 'todos', row: 'has space', error: expect.objectContaining({ kind: 'invalid' }) })]);
+    expect(a.loop.status).toMatchObject({ state: 'live', error: null });
+    a.engine.insert('todos', { title: 'later' });
+    a.loop.localWrite();
+    await waitFor(() => titles(b.engine).length === 3, 5_000, 'the accepted writes on B');
+    expect(titles(b.engine)).toEqual(['after', 'before', 'later']);
+    expect(titles(a.engine)).toEqual(['after', 'before', 'kept here', 'later']);
+  });
+
+  it('carries REAL infinities exactly: a value JSON has no number for arrives as itself, not as null', async () => {
+    const token = await mintUserToken(project, 'alice');
     const schema: Schema = {
       version: 1,
-      migrations: [{ version: 1, sql: [...todoSchema.migrations[0]!.sql, 'CREATE TABLE "my-notes" (id INTEGER PRIMARY KEY, body TEXT)'] }],
+      migrations: [{ version: 1, sql: [...todoSchema.migrations[0]!.sql, 'CREATE TABLE readings (id INTEGER PRIMARY KEY, value REAL)'] }],
     };
     const a = await device('device-a', () => token, { schema });
     const b = await device('device-b', () => token, { schema });
     a.loop.start();
     b.loop.start();
     await waitFor(() => a.loop.status.state === 'live' && b.loop.status.state === 'live', 5_000, 'both live');
-    // One push: a row of a table whose name the wire refuses, between two it takes.
-    a.engine.insert('todos', { title: 'before' });
-    const note = a.engine.insert('my-notes', { body: 'kept here' });
-    a.engine.insert('todos', { title: 'after' });
+    a.engine.insert('readings', { value: Number.POSITIVE_INFINITY });
+    a.engine.insert('readings', { value: Number.NEGATIVE_INFINITY });
+    a.engine.insert('readings', { value: 1.5 });
     a.loop.localWrite();
-    await waitFor(() => a.loop.status.pending === 0 && a.loop.status.quarantined === 1, 5_000, 'the ack');
-    expect(a.quarantined).toEqual([expect.objectContaining({ direction: 'local', table: 'my-notes', row: note, error: expect.objectContaining({ kind: 'invalid' }) })]);
-    expect(a.loop.status).toMatchObject({ state: 'live', error: null });
-    a.engine.insert('todos', { title: 'later' });
-    a.loop.localWrite();
-    await waitFor(() => titles(b.engine).length === 3, 5_000, 'the accepted writes on B');
-    expect(titles(b.engine)).toEqual(['after', 'before', 'later']);
-    expect(a.engine.query('SELECT body FROM "my-notes"')).toEqual([{ body: 'kept here' }]);
+    const values = (engine: Engine) => engine.query('SELECT value FROM readings ORDER BY value').map((r) => r.value);
+    await waitFor(() => values(b.engine).length === 3, 5_000, 'the readings on B');
+    expect(values(b.engine)).toEqual([Number.NEGATIVE_INFINITY, 1.5, Number.POSITIVE_INFINITY]);
+    expect(a.loop.status.quarantined).toBe(0);
   });
 
   it('quarantines a remote row this database refuses (UNIQUE), reports it, and applies the rest', async () => {

@@ -144,6 +144,7 @@ export class Engine {
   #schemaVersion = 0;
   /** The schema changed inside the current transaction: a rollback must re-read table metadata. */
   #schemaChangedInTx = false;
+  #savepointDepth = 0;
   #closed = false;
   /** Ids taken before a migration's steps, restored by the capture install that follows. */
   #identitySnapshot: IdentitySnapshot[] | null = null;
@@ -289,6 +290,33 @@ export class Engine {
       this.#changedTables.clear();
     }
     if (this.#schemaChangedInTx) this.#schemaRolledBack();
+  }
+
+  /**
+   * Runs `fn` inside a savepoint of the engine's own (the sync replica's batches and rows): all of
+   * it lands, or, when it throws, none of it, and the error goes on. Savepoints nest. If SQLite
+   * ended the whole transaction (a full disk, say), there is nothing to roll back to and
+   * `inTransaction` says so.
+   */
+  savepoint<T>(fn: () => T): T {
+    const name = `__pocketsync_savepoint_${this.#savepointDepth}`;
+    const schemaChanged = this.#schemaChangedInTx;
+    this.#run(`SAVEPOINT ${name}`, undefined, { control: true });
+    this.#savepointDepth++;
+    try {
+      const result = fn();
+      this.#run(`RELEASE ${name}`, undefined, { control: true });
+      return result;
+    } catch (error) {
+      if (this.inTransaction) {
+        this.#run(`ROLLBACK TO ${name}`, undefined, { control: true });
+        this.#run(`RELEASE ${name}`, undefined, { control: true });
+        if (this.#schemaChangedInTx && !schemaChanged) this.#schemaRolledBack();
+      }
+      throw error;
+    } finally {
+      this.#savepointDepth--;
+    }
   }
 
   /** Runs `fn` with change capture off: what it writes is not recorded as local changes. */

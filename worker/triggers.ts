@@ -69,7 +69,8 @@ export function globalIdIndexName(table: string): string {
 /**
  * JSON of a row's columns (`NEW.`, `OLD.` or plain references) in the wire's value form
  * (lib/protocol/values.ts): BLOBs, which JSON cannot hold, become {"$base16": hex}, and integers a
- * JSON number (a double) would round, beyond ±(2^53 - 1), become {"$int": "<decimal>"}.
+ * JSON number (a double) would round, beyond ±(2^53 - 1), become {"$int": "<decimal>"}, and a REAL
+ * infinity, which JSON has no number for, {"$real": "Infinity"} or {"$real": "-Infinity"}.
  */
 export function rowJsonSql(columns: readonly string[], ref: 'NEW.' | 'OLD.' | '', extra: string[] = []): string {
   const pairs = columns.map((column) => {
@@ -77,7 +78,9 @@ export function rowJsonSql(columns: readonly string[], ref: 'NEW.' | 'OLD.' | ''
     return (
       `${lit(column)}, CASE typeof(${value}) WHEN 'blob' THEN json_object('$base16', hex(${value})) ` +
       `WHEN 'integer' THEN CASE WHEN ${value} BETWEEN ${-MAX_EXACT_INTEGER} AND ${MAX_EXACT_INTEGER} THEN ${value} ` +
-      `ELSE json_object('$int', CAST(${value} AS TEXT)) END ELSE ${value} END`
+      `ELSE json_object('$int', CAST(${value} AS TEXT)) END ` +
+      `WHEN 'real' THEN CASE WHEN ${value} = 9e999 THEN json_object('$real', 'Infinity') ` +
+      `WHEN ${value} = -9e999 THEN json_object('$real', '-Infinity') ELSE ${value} END ELSE ${value} END`
     );
   });
   return `json_object(${[...pairs, ...extra].join(', ')})`;

@@ -2,7 +2,9 @@
  * Column values as they travel in JSON: strings, finite numbers, null, BLOBs as
  * `{ "$base16": "<hex>" }` (the same form the capture triggers write), and integers outside the
  * range a JSON number (a double) holds exactly, ±(2^53 - 1), as `{ "$int": "<decimal>" }`, so that
- * 64-bit integers travel exactly. An integer inside that range is always a plain number.
+ * 64-bit integers travel exactly. An integer inside that range is always a plain number. A REAL
+ * SQLite holds as infinity, which JSON has no number for, is `{ "$real": "Infinity" }` (or
+ * `"-Infinity"`); NaN never reaches the wire, as SQLite stores it as NULL.
  */
 import * as v from 'valibot';
 
@@ -19,7 +21,8 @@ export const IntValueSchema = v.strictObject({
     }, 'not a 64-bit integer beyond ±(2^53 - 1)'),
   ),
 });
-export const ColumnValueSchema = v.union([v.string(), v.pipe(v.number(), v.finite()), v.null(), BlobValueSchema, IntValueSchema]);
+export const RealValueSchema = v.strictObject({ $real: v.picklist(['Infinity', '-Infinity'], 'not Infinity or -Infinity') });
+export const ColumnValueSchema = v.union([v.string(), v.pipe(v.number(), v.finite()), v.null(), BlobValueSchema, IntValueSchema, RealValueSchema]);
 export type ColumnValue = v.InferOutput<typeof ColumnValueSchema>;
 
 /** SQL identifiers PocketSync accepts for tables and columns: plain, and never its own prefix. */

@@ -434,32 +434,26 @@ export class Replica {
     }
     return engine.applyWithoutCapture(() => {
       const whole = this.#batch(changes);
-      engine.execute(`SAVEPOINT ${BATCH_SAVEPOINT}`);
       try {
-        for (const change of changes) {
-          this.#supersede(change, whole);
-          this.#applyOne(change, whole, partial.has(change));
-        }
-        engine.execute(`RELEASE ${BATCH_SAVEPOINT}`);
+        engine.savepoint(() => {
+          for (const change of changes) {
+            this.#supersede(change, whole);
+            this.#applyOne(change, whole, partial.has(change));
+          }
+        });
         return [];
       } catch (error) {
         if (!refused(error) || !engine.inTransaction) throw error;
-        engine.execute(`ROLLBACK TO ${BATCH_SAVEPOINT}`);
-        engine.execute(`RELEASE ${BATCH_SAVEPOINT}`);
       }
       // Something was refused: again, one row at a time, each under its own savepoint.
       const batch = this.#batch(changes);
       const out: QuarantineEntry[] = [];
       for (const change of changes) {
         this.#supersede(change, batch);
-        engine.execute(`SAVEPOINT ${ROW_SAVEPOINT}`);
         try {
-          this.#applyOne(change, batch, partial.has(change));
-          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+          engine.savepoint(() => this.#applyOne(change, batch, partial.has(change)));
         } catch (error) {
           if (!refused(error) || !engine.inTransaction) throw error;
-          engine.execute(`ROLLBACK TO ${ROW_SAVEPOINT}`);
-          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
           out.push(this.#quarantine.addRemote(change, { kind: ErrorKind.Database, message: error.message }));
         }
       }
@@ -479,15 +473,13 @@ export class Replica {
     const batch = this.#batch(entries.map((entry) => entry.change));
     engine.applyWithoutCapture(() => {
       for (const { id, change } of entries) {
-        engine.execute(`SAVEPOINT ${ROW_SAVEPOINT}`);
         try {
-          this.#applyOne(change, batch, false);
-          this.#quarantine.remove(id);
-          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
+          engine.savepoint(() => {
+            this.#applyOne(change, batch, false);
+            this.#quarantine.remove(id);
+          });
         } catch (error) {
           if (!refused(error) || !engine.inTransaction) throw error;
-          engine.execute(`ROLLBACK TO ${ROW_SAVEPOINT}`);
-          engine.execute(`RELEASE ${ROW_SAVEPOINT}`);
         }
       }
     });
@@ -646,8 +638,6 @@ interface Batch {
 
 /** Quarantined remote rows tried again after each batch, at most (all of them after a schema change). */
 const RETRY_PER_BATCH = 200;
-const BATCH_SAVEPOINT = '__pocketsync_batch';
-const ROW_SAVEPOINT = '__pocketsync_row';
 
 /** SQLite refused the row (a constraint, a type): the row is at fault, not the batch. */
 function refused(error: unknown): error is EngineError {
@@ -658,10 +648,11 @@ function newestOf(change: RowChange): string {
   return Object.values(change.clocks ?? {}).reduce((a, b) => (b > a ? b : a), change.deleteClock ?? '');
 }
 
-/** A wire value as SQLite takes it: BLOBs come as { $base16 }, integers beyond 2^53 as { $int }. */
+/** A wire value as SQLite takes it: BLOBs come as { $base16 }, integers beyond 2^53 as { $int }, infinities as { $real }. */
 function fromWire(value: ColumnValue): SqlValue {
   if (value !== null && typeof value === 'object') {
     if ('$int' in value) return BigInt(value.$int);
+    if ('$real' in value) return value.$real === 'Infinity' ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
     const hex = value.$base16;
     return Uint8Array.from({ length: hex.length / 2 }, (_, i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16));
   }
