@@ -229,7 +229,11 @@ describe('schema and migrations', () => {
     const tables = engine.query("SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE '\\_\\_pocketsync%' ESCAPE '\\' ORDER BY name");
     expect(tables.map((t) => t.name)).toEqual([
       '__pocketsync_changes',
+      '__pocketsync_cursor_marks',
       '__pocketsync_device_state',
+      '__pocketsync_quarantine',
+      '__pocketsync_replica_state',
+      '__pocketsync_stash',
       '__pocketsync_version',
     ]);
     expect(engine.query('SELECT device_id FROM __pocketsync_device_state')).toEqual([{ device_id: 'device-a' }]);
