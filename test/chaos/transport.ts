@@ -3,9 +3,6 @@
  * loop's Connection contract (worker/sync/connection.ts), with faults the schedule arms: cut the
  * connection after the n-th frame either way, cut on the next ack the server sends (the server has
  * processed the push, the device never hears of it), delay down frames (in order), and cut now.
- *
- * Until every sync loop takes an injected `connect`, `shimWebSocket` puts the same connector behind
- * the WebSocket constructor partysocket expects, so the suite runs on either loop.
  */
 import WebSocket from 'ws';
 import type { Connection, ConnectionHandlers, Connector } from '../../worker/sync/connection.js';
@@ -170,66 +167,4 @@ class FaultyConnection implements Connection {
     // A close the loop asked for is not reported back (the contract: nothing after close()).
     if (!this.#closedByLoop) this.#handlers.onClose(code, reason);
   }
-}
-
-/**
- * A WebSocket constructor (the shape partysocket drives) whose sockets are connections of
- * `connect`: for a sync loop that has no `connect` option yet.
- */
-export function shimWebSocket(connect: Connector): unknown {
-  return class ShimSocket extends EventTarget {
-    static readonly CONNECTING = 0;
-    static readonly OPEN = 1;
-    static readonly CLOSING = 2;
-    static readonly CLOSED = 3;
-    readonly CONNECTING = 0;
-    readonly OPEN = 1;
-    readonly CLOSING = 2;
-    readonly CLOSED = 3;
-    readyState = 0;
-    binaryType = 'blob';
-    bufferedAmount = 0;
-    extensions = '';
-    protocol = '';
-    readonly url: string;
-    readonly #connection: Connection;
-
-    constructor(url: string) {
-      super();
-      this.url = url;
-      this.#connection = connect(url, {
-        onOpen: () => {
-          this.readyState = 1;
-          this.dispatchEvent(new Event('open'));
-        },
-        onMessage: (frame) => {
-          const event = new Event('message') as Event & { data: string };
-          Object.defineProperty(event, 'data', { value: frame });
-          this.dispatchEvent(event);
-        },
-        onClose: (code, reason) => {
-          this.readyState = 3;
-          const event = new Event('close') as Event & { code: number; reason: string; wasClean: boolean };
-          Object.defineProperty(event, 'code', { value: code });
-          Object.defineProperty(event, 'reason', { value: reason });
-          Object.defineProperty(event, 'wasClean', { value: code !== 1006 });
-          this.dispatchEvent(event);
-        },
-      });
-    }
-
-    send(frame: string): void {
-      this.#connection.send(frame);
-    }
-
-    close(code?: number, reason?: string): void {
-      if (this.readyState === 3) return;
-      this.readyState = 3;
-      this.#connection.close(code, reason);
-      const event = new Event('close') as Event & { code: number; reason: string };
-      Object.defineProperty(event, 'code', { value: code ?? 1000 });
-      Object.defineProperty(event, 'reason', { value: reason ?? '' });
-      this.dispatchEvent(event);
-    }
-  };
 }

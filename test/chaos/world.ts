@@ -25,7 +25,7 @@ import { Engine } from '../../worker/engine.js';
 import type { Network } from '../../worker/sync/network.js';
 import { Replica } from '../../worker/sync/replica.js';
 import { SyncLoop, type SyncLoopOptions } from '../../worker/sync/sync-loop.js';
-import { FaultyTransport, shimWebSocket, type Fault } from './transport.js';
+import { FaultyTransport, type Fault } from './transport.js';
 
 /** Which parts of the world a run uses: the coordinator switches sets on as their fixes land. */
 export interface Features {
@@ -285,11 +285,10 @@ export class World {
     const transport = previous?.transport ?? new FaultyTransport();
     const network = previous?.network ?? new SwitchNetwork();
     const conflicts = previous?.conflicts ?? [];
-    const options: SyncLoopOptions & { connect: FaultyTransport['connect'] } = {
+    const options: SyncLoopOptions = {
       url: this.url,
       token: () => this.#token(user),
       connect: transport.connect,
-      WebSocket: shimWebSocket(transport.connect),
       network,
       onConflict: (conflict) => conflicts.push(conflict),
     };
