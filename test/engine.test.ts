@@ -78,6 +78,14 @@ describe('change capture', () => {
     expect(JSON.parse(changes(engine)[0]!.payload)).toEqual({ row: { id: 1, data: { $base16: '0102FF' } } });
   });
 
+  it('reads an empty BLOB back as an empty BLOB, not NULL, and captures it as one', async () => {
+    const engine = await openEngine({}, 'CREATE TABLE files (id INTEGER PRIMARY KEY, data BLOB)');
+    engine.insert('files', { data: new Uint8Array(0) });
+    engine.insert('files', { data: null });
+    expect(engine.query('SELECT data FROM files ORDER BY id')).toEqual([{ data: new Uint8Array(0) }, { data: null }]);
+    expect(JSON.parse(changes(engine)[0]!.payload)).toEqual({ row: { id: 1, data: { $base16: '' } } });
+  });
+
   it('records nothing while capture is suppressed, and ps_global_id is still assigned', async () => {
     const engine = await openEngine({ schema: todoSchema });
     engine.applyWithoutCapture(() => {

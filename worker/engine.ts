@@ -494,7 +494,12 @@ export class Engine {
         // Names are read per run, not cached: a SELECT * grows when a column is added.
         names ??= Array.from({ length: capi.sqlite3_column_count(pointer) }, (_, i) => capi.sqlite3_column_name(pointer, i) ?? '');
         const row: Row = {};
-        for (let i = 0; i < names.length; i++) row[names[i] as string] = capi.sqlite3_column_js(pointer, i) as SqlValue;
+        for (let i = 0; i < names.length; i++) {
+          let value = capi.sqlite3_column_js(pointer, i) as SqlValue;
+          // sqlite3_column_js gives null for an empty BLOB (a zero-length blob has no pointer).
+          if (value === null && capi.sqlite3_column_type(pointer, i) === capi.SQLITE_BLOB) value = new Uint8Array(0);
+          row[names[i] as string] = value;
+        }
         rows.push(row);
       }
     } catch (error) {

@@ -28,6 +28,7 @@ export function canonical(value: unknown): string {
   if (typeof value === 'object') {
     const o = value as Record<string, unknown>;
     if (typeof o.$int === 'string') return `i:${o.$int}`;
+    if (o.$real === 'Infinity' || o.$real === '-Infinity') return `r:${o.$real}`;
     if (typeof o.$base16 === 'string') return `b:${o.$base16.toLowerCase()}`;
   }
   return `?:${JSON.stringify(value)}`;
@@ -56,20 +57,28 @@ function quarantineTables(device: Device): string[] {
     .map((r) => String(r.name));
 }
 
-/** Whether the device's schema refuses the server's row: an insert of it fails (rolled back). */
+/**
+ * Whether the device's schema refuses the server's row: an insert of it, as the replica would write
+ * it (a rowid table's INTEGER PRIMARY KEY left to the device), fails. Always undone.
+ */
 function forbidden(device: Device, table: string, row: RowChange, columns: readonly string[]): string | null {
   const values = row.values ?? {};
-  const names = columns.filter((c) => c in values);
+  const localKey = device.engine.rowIdentity(table)?.localKey ?? null;
+  const names = columns.filter((c) => c in values && c !== localKey);
   const params: SqlValue[] = names.map((c) => fromWire(values[c]));
   const sql = `INSERT INTO "${table}" (${names.map((c) => `"${c}"`).join(', ')}) VALUES (${names.map(() => '?').join(', ')})`;
-  device.db.exec('SAVEPOINT chaos_check');
+  const undo = new Error('undo the probe');
   try {
-    device.db.exec({ sql, bind: params });
+    device.engine.applyWithoutCapture(() =>
+      device.engine.savepoint(() => {
+        device.engine.execute(sql, params);
+        throw undo;
+      }),
+    );
     return null;
   } catch (error) {
+    if (error === undo) return null;
     return error instanceof Error ? error.message : String(error);
-  } finally {
-    device.db.exec('ROLLBACK TO chaos_check; RELEASE chaos_check');
   }
 }
 
@@ -78,6 +87,8 @@ function fromWire(value: unknown): SqlValue {
   if (typeof value === 'object') {
     const o = value as Record<string, unknown>;
     if (typeof o.$int === 'string') return BigInt(o.$int);
+    if (o.$real === 'Infinity') return Number.POSITIVE_INFINITY;
+    if (o.$real === '-Infinity') return Number.NEGATIVE_INFINITY;
     if (typeof o.$base16 === 'string') return Uint8Array.from(Buffer.from(o.$base16, 'hex'));
   }
   return value as SqlValue;

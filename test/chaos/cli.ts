@@ -1,6 +1,6 @@
 /**
  * `npm run test:chaos [-- --runs 5000] [--features basic|full|natural-keys|…] [--seed N --path P]
- * [--steps 30] [--minutes M]`: the chaos suite outside vitest, for long passes and replays. Exits 1
+ * [--steps 60] [--minutes M]`: the chaos suite outside vitest, for long passes and replays. Exits 1
  * when it found a divergence, after printing the seed, the shrunk schedule and the replay command.
  */
 import { FEATURE_SETS, formatReport, runChaos } from './run.js';

@@ -57,7 +57,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const report: ChaosReport = { runs: 0, operations: 0, rejectedByApp: 0, faults: {}, divergences: 0, failure: null, elapsedMs: 0 };
   const add = (name: string, n: number) => (report.faults[name] = (report.faults[name] ?? 0) + n);
   let shrinking = false;
-  const property = fc.asyncProperty(scenarioArbitrary(options.features, options.maxSteps ?? 30), async (scenario) => {
+  const property = fc.asyncProperty(scenarioArbitrary(options.features, options.maxSteps ?? 60), async (scenario) => {
     const world = await World.create(options.features, scenario.users, scenario.skews, scenario.versions);
     try {
       const t0 = Date.now();

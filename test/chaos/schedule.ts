@@ -53,7 +53,7 @@ export function valueArbitrary(features: Features): fc.Arbitrary<Value> {
   );
 }
 
-export function scenarioArbitrary(features: Features, maxSteps = 30): fc.Arbitrary<Scenario> {
+export function scenarioArbitrary(features: Features, maxSteps = 60): fc.Arbitrary<Scenario> {
   const tables = tablesOf(features);
   return fc.integer({ min: 3, max: 6 }).chain((count) => {
     const device = fc.integer({ min: 0, max: count - 1 });
