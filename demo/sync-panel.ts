@@ -36,7 +36,7 @@ export function mountSyncPanel(pocketSync: PocketSync): void {
   }
   pocketSync.sync.subscribe((status) => {
     connection.dataset.state = status.state;
-    connection.textContent = status.state === 'error' && status.error ? `${STATE_TEXT.error}: ${status.error.message}` : STATE_TEXT[status.state];
+    connection.textContent = describeState(status);
     const catchUp = status.state === 'catching-up' ? status.progress : null;
     progress.hidden = catchUp === null || catchUp.total === 0;
     if (catchUp && catchUp.total > 0) {
@@ -54,6 +54,14 @@ export function mountSyncPanel(pocketSync: PocketSync): void {
     conflicts.hidden = false;
     log.prepend(Object.assign(document.createElement('li'), { textContent: describeConflict(conflict) }));
   });
+}
+
+/** The state, and while sync fails, why and when it tries again: never a silent "Connecting…". */
+function describeState(status: SyncStatus): string {
+  if (!status.error) return STATE_TEXT[status.state];
+  const label = status.state === 'error' ? STATE_TEXT.error : `${STATE_TEXT[status.state]} (${status.error.kind})`;
+  const retry = status.retryAt === null ? '' : `; trying again at ${new Date(status.retryAt).toLocaleTimeString()}`;
+  return `${label}: ${status.error.message}${retry}`;
 }
 
 function describeConflict(conflict: Conflict): string {

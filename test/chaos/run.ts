@@ -240,6 +240,7 @@ function operate(world: World, step: Extract<Step, { kind: 'insert' | 'update' |
     const [found] = device.engine.query(`SELECT ps_global_id FROM "${spec.name}" WHERE ${Object.keys(where).map((k) => `"${k}" = ?`).join(' AND ')}`, Object.values(where));
     gid = found ? String(found.ps_global_id) : undefined;
   }
+  const before = world.lastChangeId(device, spec.name, gid);
   try {
     if (step.kind === 'insert') {
       const values: Record<string, SqlValue> = { ...(spec.key === null ? {} : where) };
@@ -252,7 +253,7 @@ function operate(world: World, step: Extract<Step, { kind: 'insert' | 'update' |
       world.stats.operations++;
       if (id === null) return;
       if (spec.key === null) world.slots.set(slotKey, id);
-      world.record(device, spec.name, id, 'insert', values);
+      world.record(device, spec.name, id, 'insert', values, before);
     } else if (step.kind === 'update') {
       if (gid === undefined) return;
       const column = columns[step.column % columns.length]!;
@@ -261,12 +262,12 @@ function operate(world: World, step: Extract<Step, { kind: 'insert' | 'update' |
       if (spec.name === 'items' && column === 'label') value = `L${counter % SLOTS}`;
       const changed = device.engine.update(spec.name, { [column]: value }, where);
       world.stats.operations++;
-      if (changed > 0) world.record(device, spec.name, gid, 'update', { [column]: value });
+      if (changed > 0) world.record(device, spec.name, gid, 'update', { [column]: value }, before);
     } else {
       if (gid === undefined) return;
       const changed = device.engine.delete(spec.name, where);
       world.stats.operations++;
-      if (changed > 0) world.record(device, spec.name, gid, 'delete', {});
+      if (changed > 0) world.record(device, spec.name, gid, 'delete', {}, before);
     }
   } catch {
     // The local schema refused it (UNIQUE, CHECK, NOT NULL, FOREIGN KEY): the app's error.

@@ -325,9 +325,17 @@ export class World {
   }
 
   /** Records the newest change the device's log holds for a row, after an app write. */
-  record(device: Device, table: string, row: string, op: WriteRecord['op'], values: Record<string, SqlValue>): void {
+  /** The id of the newest change logged for a row, before a write: record() tells a new one from it. */
+  lastChangeId(device: Device, table: string, row: string | undefined): string | null {
+    if (row === undefined) return null;
+    const [change] = device.engine.query('SELECT change_id FROM __pocketsync_changes WHERE table_name = ? AND ps_global_id = ? ORDER BY id DESC LIMIT 1', [table, row]);
+    return change ? String(change.change_id) : null;
+  }
+
+  /** Records the write just made, if it logged a change (an UPDATE to the values a row has logs none). */
+  record(device: Device, table: string, row: string, op: WriteRecord['op'], values: Record<string, SqlValue>, before: string | null): void {
     const [change] = device.engine.query('SELECT change_id, clock, operation FROM __pocketsync_changes WHERE table_name = ? AND ps_global_id = ? ORDER BY id DESC LIMIT 1', [table, row]);
-    if (!change) return;
+    if (!change || String(change.change_id) === before) return;
     this.writes.push({ device: device.index, user: device.user, table, row, op: change.operation as WriteRecord['op'], clock: String(change.clock), changeId: String(change.change_id), values: op === 'delete' ? {} : values });
   }
 
