@@ -128,13 +128,21 @@ export function merge(current: RowState | null, change: ClientChange, seq: numbe
   return result.effective ? { ...result, state: { ...result.state, lastSeq: seq } } : result;
 }
 
+/**
+ * The verdict on a write against what the server holds: the strategy's (`incomingWins`), or the
+ * resolver's when there is one and the write is `contested`, i.e. what it would replace came from
+ * another device after the change's base. A value the device saw, or wrote itself, is not a
+ * conflict for a resolver to decide.
+ */
 function decide(
   context: MergeContext,
   change: ClientChange,
   current: RowState,
   column: string | null,
   incomingWins: boolean,
+  contested: boolean,
 ): { incomingWins: boolean; rule: Strategy | 'resolver' } {
+  if (!contested) return { incomingWins, rule: context.strategy };
   const verdict = context.resolver?.({ table: change.table, row: change.row, column, current, change });
   if (verdict === undefined) return { incomingWins, rule: context.strategy };
   return { incomingWins: verdict === 'incoming', rule: 'resolver' };
@@ -161,7 +169,7 @@ function mergeWrite(current: RowState | null, state: RowState, change: ClientCha
     const { incomingWins, rule } =
       context.strategy === 'client-wins'
         ? { incomingWins: true, rule: context.strategy }
-        : decide(context, change, state, null, change.clock > state.deleteClock);
+        : decide(context, change, state, null, change.clock > state.deleteClock, unseen(state.lastSeq, state.deleteClock, change, base));
     if (!incomingWins) {
       lose(null, rule, { op: 'delete', clock: state.deleteClock });
       return { state, effective: false, conflicts };
@@ -173,7 +181,7 @@ function mergeWrite(current: RowState | null, state: RowState, change: ClientCha
 
   if (context.strategy === 'row-lww' && current !== null && !state.deleted) {
     const newest = newestClock(state);
-    const { incomingWins, rule } = decide(context, change, state, null, newest === null || change.clock > newest);
+    const { incomingWins, rule } = decide(context, change, state, null, newest === null || change.clock > newest, hasUnseen(state, change, context));
     if (!incomingWins) {
       lose(null, rule, { op: 'current', clock: newest });
       return { state, effective: false, conflicts };
@@ -199,21 +207,17 @@ function mergeWrite(current: RowState | null, state: RowState, change: ClientCha
         wins = true;
         break;
     }
+    const contested = clock !== undefined && unseen(state.seqs[column] ?? state.lastSeq, clock, change, base);
     let rule: Strategy | 'resolver' = context.strategy;
-    if (!wins || context.resolver) {
-      const verdict: { incomingWins: boolean; rule: Strategy | 'resolver' } =
-        clock === undefined ? { incomingWins: true, rule: context.strategy } : decide(context, change, state, column, wins);
-      wins = verdict.incomingWins;
-      rule = verdict.rule;
-      if (!wins) {
-        lose(column, verdict.rule, { op: 'current', clock: clock ?? null, value: state.values[column] ?? null }, value);
-        continue;
-      }
+    if (clock !== undefined) ({ incomingWins: wins, rule } = decide(context, change, state, column, wins, contested));
+    if (!wins) {
+      lose(column, rule, { op: 'current', clock: clock ?? null, value: state.values[column] ?? null }, value);
+      continue;
     }
     const changed = !sameValue(state.values[column], value);
     // The current value is discarded although this device never saw it: a conflict as much as the
     // reverse arrival order would be. (Values under a delete were discarded by the delete.)
-    if (changed && clock !== undefined && !state.deleted && unseen(state.seqs[column] ?? state.lastSeq, clock, change, base)) {
+    if (changed && !state.deleted && contested) {
       conflicts.push({
         table: change.table,
         row: change.row,
@@ -249,7 +253,7 @@ function mergeDelete(current: RowState | null, state: RowState, change: ClientCh
   const newest = newestClock(state);
   const byClock = newest === null || change.clock > newest;
   const { incomingWins, rule } =
-    context.strategy === 'client-wins' ? { incomingWins: true, rule: context.strategy } : decide(context, change, state, null, byClock);
+    context.strategy === 'client-wins' ? { incomingWins: true, rule: context.strategy } : decide(context, change, state, null, byClock, hasUnseen(state, change, context));
   if (!incomingWins) {
     return {
       state,

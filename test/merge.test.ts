@@ -198,11 +198,32 @@ describe('other strategies', () => {
   it('a resolver decides contested columns and is named in the conflict', () => {
     const resolver: MergeContext['resolver'] = ({ change: c }) => (c.values?.title === 'keep me' ? 'incoming' : 'current');
     const ctx: MergeContext = { strategy: 'column-lww', deviceCursor: 0, resolver };
+    // All three made offline (base 0): each contests what the one before it wrote.
     const { state, conflicts } = run(
-      [change('insert', clock(100, 'a'), { title: 'x' }), change('update', clock(50, 'b'), { title: 'keep me' }), change('update', clock(999, 'c'), { title: 'no' })],
+      [change('insert', clock(100, 'a'), { title: 'x' }), { ...change('update', clock(50, 'b'), { title: 'keep me' }), base: 0 }, { ...change('update', clock(999, 'c'), { title: 'no' }), base: 0 }],
       ctx,
     );
     expect(state.values.title).toBe('keep me');
-    expect(conflicts).toMatchObject([{ column: 'title', rule: 'resolver', losing: { value: 'no' } }]);
+    expect(conflicts).toMatchObject([
+      { column: 'title', rule: 'resolver', losing: { value: 'x' }, winning: { value: 'keep me' } },
+      { column: 'title', rule: 'resolver', losing: { value: 'no' } },
+    ]);
+  });
+
+  it('a resolver is not asked about a value the device had seen, or wrote itself', () => {
+    const asked: string[] = [];
+    const resolver: MergeContext['resolver'] = ({ change: c }) => {
+      asked.push(String(c.values?.title));
+      return 'current';
+    };
+    const ctx: MergeContext = { strategy: 'column-lww', deviceCursor: 0, resolver };
+    // b had seen a's insert (base 1); b's next edit, from base 0, replaces what b wrote itself.
+    const { state, conflicts } = run(
+      [change('insert', clock(100, 'a'), { title: 'x' }), { ...change('update', clock(200, 'b'), { title: 'seen' }), base: 1 }, { ...change('update', clock(300, 'b'), { title: 'own' }), base: 0 }],
+      ctx,
+    );
+    expect(asked).toEqual([]);
+    expect(state.values.title).toBe('own');
+    expect(conflicts).toEqual([]);
   });
 });

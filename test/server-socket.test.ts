@@ -194,7 +194,7 @@ describe('what a device cannot derive', () => {
     expect(batch.changes.map((c) => c.row)).toEqual(['r2']);
   });
 
-  it('a re-push after a lost ack comes back duplicate with the server’s row', async () => {
+  it('a re-push after a lost ack comes back duplicate with the server’s row and the conflicts of its first merge', async () => {
     const a = await device('alice', 'a');
     const b = await device('alice', 'b');
     a.send({ type: 'push', changes: [change('r1', { title: 'x' })] });
@@ -204,12 +204,16 @@ describe('what a device cannot derive', () => {
     const losing = { ...change('r1', { title: 'older' }), op: 'update' as const, base: 1 };
     let from = a.received.length;
     a.send({ type: 'push', changes: [losing] });
-    expect((await a.next(isType('ack'), from)).rows).toMatchObject([{ row: 'r1', values: { title: 'newer' } }]);
+    const first = await a.next(isType('ack'), from);
+    expect(first.rows).toMatchObject([{ row: 'r1', values: { title: 'newer' } }]);
+    expect(first.conflicts).toMatchObject([{ row: 'r1', column: 'title', losing: { clock: losing.clock, value: 'older' } }]);
     from = a.received.length;
     a.send({ type: 'push', changes: [losing] });
     const again = await a.next(isType('ack'), from);
     expect(again.results).toMatchObject([{ outcome: 'duplicate' }]);
     expect(again.rows).toMatchObject([{ row: 'r1', values: { title: 'newer' } }]);
+    // The device was to be told its write lost: the re-push tells it again.
+    expect(again.conflicts).toEqual(first.conflicts);
   });
 
   it('a 64-bit integer travels exactly through push, merge, store, fan-out and catch-up', async () => {

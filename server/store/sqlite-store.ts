@@ -82,7 +82,17 @@ CREATE TABLE IF NOT EXISTS conflicts (
   winning TEXT NOT NULL,
   at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS conflicts_by_row ON conflicts (project_id, table_name, row_id);
 `;
+
+interface ConflictRecord {
+  table_name: string;
+  row_id: string;
+  column_name: string | null;
+  rule: string;
+  losing: string;
+  winning: string;
+}
 
 interface RowStateRecord {
   vals: string;
@@ -123,6 +133,11 @@ export class SqliteStore implements Store {
          ON CONFLICT (project_id, scope, table_name, row_id) DO UPDATE SET
            vals = excluded.vals, clocks = excluded.clocks, seqs = excluded.seqs, deleted = excluded.deleted,
            delete_clock = excluded.delete_clock, last_seq = excluded.last_seq`,
+      ),
+      conflictsOfChange: db.prepare(
+        `SELECT table_name, row_id, column_name, rule, losing, winning FROM conflicts
+         WHERE project_id = ? AND table_name = ? AND row_id = ? AND (json_extract(losing, '$.clock') = ? OR json_extract(winning, '$.clock') = ?)
+         ORDER BY id`,
       ),
       insertConflict: db.prepare(
         'INSERT INTO conflicts (project_id, table_name, row_id, column_name, rule, losing, winning, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -227,9 +242,11 @@ export class SqliteStore implements Store {
         if (logged.changes === 0) {
           const seen = s.seenChange.get(project.id, change.id) as { seq: number | null };
           results.push({ id: change.id, outcome: 'duplicate', seq: seen.seq });
-          // Its first ack may have been lost, with the row state the device needed.
+          // Its first ack may have been lost, with the row state the device needed and the
+          // conflicts it was to be told of.
           states.set(key, current);
           if (current !== null) returned.set(key, change);
+          conflicts.push(...this.#conflictsOf(project.id, change));
           continue;
         }
         if (changeSeq !== null) seq = changeSeq;
@@ -260,6 +277,19 @@ export class SqliteStore implements Store {
       return { results, effective: [...touched.values()], conflicts, rows };
     });
     return run.immediate();
+  }
+
+  /** The conflicts recorded when `change` was first merged (for the ack of its re-push). */
+  #conflictsOf(projectId: string, change: ClientChange): Conflict[] {
+    const rows = this.#statements.conflictsOfChange.all(projectId, change.table, change.row, change.clock, change.clock) as ConflictRecord[];
+    return rows.map((row) => ({
+      table: row.table_name,
+      row: row.row_id,
+      column: row.column_name,
+      rule: row.rule as Conflict['rule'],
+      losing: JSON.parse(row.losing) as Conflict['losing'],
+      winning: JSON.parse(row.winning) as Conflict['winning'],
+    }));
   }
 
   #rowState(projectId: string, scope: string, change: ClientChange): RowState | null {
