@@ -1,8 +1,9 @@
 /**
  * The checker, at quiescence (every device live, nothing pending, caught up to the server's seq):
  * - every device's rows equal the server's row state for its scopes (shared + its user's);
- * - every acknowledged write is present, superseded by a newer clock, or lost to a conflict the
- *   device was told of; a value that won arrives unchanged (64-bit integers, blobs, unicode);
+ * - every acknowledged write is present, superseded by a newer clock, or lost to a conflict a
+ *   device was told of (the writer, or the device whose later write replaced it); a value that won
+ *   arrives unchanged (64-bit integers, blobs, unicode);
  * - no deleted row comes back unless a newer write did it (or the delete was reported as lost);
  * - no row is duplicated (by ps_global_id on a device, by declared key on the server);
  * - nothing sits in quarantine but what the device's schema truly forbids;
@@ -170,20 +171,22 @@ export async function check(world: World): Promise<Divergence[]> {
     }
   }
 
-  const conflictsOf = (write: WriteRecord) => world.devices[write.device]!.conflicts;
+  // A write lost when it was pushed is reported to its device (in its ack); one that a later
+  // arrival replaced (client-wins, a resolver) is reported to the device whose write replaced it.
+  const told = world.devices.flatMap((device) => device.conflicts);
   for (const write of world.writes) {
     const row = state.get(write.user)!.get(write.table)?.get(write.row);
     if (write.op === 'delete') {
       if (!row) continue;
       const newer = world.writes.some((w) => w.table === write.table && w.row === write.row && w.op !== 'delete' && w.clock > write.clock);
-      if (!newer && !reported(conflictsOf(write), write, null)) {
+      if (!newer && !reported(told, write, null)) {
         out.push({ invariant: 'resurrected', detail: `${write.table}/${write.row} deleted by dev-${write.device} at ${write.clock} is live on the server with no newer write: ${JSON.stringify(row.values)} clocks ${JSON.stringify(row.clocks)}` });
       }
       continue;
     }
     if (!row) {
       const deleted = world.writes.some((w) => w.table === write.table && w.row === write.row && w.op === 'delete' && w.clock > write.clock);
-      if (!deleted && !reported(conflictsOf(write), write, null)) {
+      if (!deleted && !reported(told, write, null)) {
         out.push({ invariant: 'lost-write', detail: `${write.op} of ${write.table}/${write.row} by dev-${write.device} at ${write.clock} ${JSON.stringify(write.values, replacer)}: the row is gone from the server, no newer delete, no conflict reported` });
       }
       continue;
@@ -195,7 +198,9 @@ export async function check(world: World): Promise<Divergence[]> {
           out.push({ invariant: 'value-changed', detail: `${write.table}/${write.row}.${column} written by dev-${write.device} as ${canonical(value)} is ${canonical(row.values?.[column])} on the server` });
         }
       } else if (clock === undefined || clock < write.clock) {
-        if (!reported(conflictsOf(write), write, column)) {
+        // Another write of the same value holds: nothing of this one is lost.
+        const same = canonical(row.values?.[column]) === canonical(value);
+        if (!same && !reported(told, write, column)) {
           out.push({ invariant: 'lost-write', detail: `${write.op} of ${write.table}/${write.row}.${column} = ${canonical(value)} by dev-${write.device} at ${write.clock}: the server has ${canonical(row.values?.[column])} from ${clock ?? 'no clock'}, and no conflict was reported` });
         }
       }
