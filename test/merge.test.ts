@@ -213,7 +213,7 @@ describe('other strategies', () => {
   it('a resolver is not asked about a value the device had seen, or wrote itself', () => {
     const asked: string[] = [];
     const resolver: MergeContext['resolver'] = ({ change: c }) => {
-      asked.push(String(c.values?.title));
+      asked.push(JSON.stringify(c.values?.title));
       return 'current';
     };
     const ctx: MergeContext = { strategy: 'column-lww', deviceCursor: 0, resolver };

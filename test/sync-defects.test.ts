@@ -153,7 +153,7 @@ describe('sync, end to end', () => {
   it('a resolver that keeps the current value over a newer incoming one: every device takes the server’s row (defect 4)', async () => {
     const larger: Resolver = ({ column, current, change }) => {
       if (column === null) return undefined;
-      return String(change.values?.[column]) > String(current.values[column]) ? 'incoming' : 'current';
+      return JSON.stringify(change.values?.[column]) > JSON.stringify(current.values[column]) ? 'incoming' : 'current';
     };
     const s = await start('column-lww', larger);
     const { id, a, b } = await contest(s, 'a-first', { a: 'zzz', b: 'aaa' });
