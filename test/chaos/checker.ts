@@ -12,6 +12,7 @@
 import type { LostWrite, RowChange } from '../../lib/protocol/change.js';
 import type { SqlValue } from '../../lib/protocol/worker-api.js';
 import { scopesOf } from '../../server/store/store.js';
+import { fromWire } from '../../worker/sync/replica.js';
 import { tablesOf, type Device, type World, type WriteRecord } from './world.js';
 
 export interface Divergence {
@@ -66,7 +67,7 @@ function forbidden(device: Device, table: string, row: RowChange, columns: reado
   const values = row.values ?? {};
   const localKey = device.engine.rowIdentity(table)?.localKey ?? null;
   const names = columns.filter((c) => c in values && c !== localKey);
-  const params: SqlValue[] = names.map((c) => fromWire(values[c]));
+  const params: SqlValue[] = names.map((c) => fromWire(values[c] ?? null));
   const sql = `INSERT INTO "${table}" (${names.map((c) => `"${c}"`).join(', ')}) VALUES (${names.map(() => '?').join(', ')})`;
   const undo = new Error('undo the probe');
   try {
@@ -83,17 +84,6 @@ function forbidden(device: Device, table: string, row: RowChange, columns: reado
   }
 }
 
-function fromWire(value: unknown): SqlValue {
-  if (value === null || value === undefined) return null;
-  if (typeof value === 'object') {
-    const o = value as Record<string, unknown>;
-    if (typeof o.$int === 'string') return BigInt(o.$int);
-    if (o.$real === 'Infinity') return Number.POSITIVE_INFINITY;
-    if (o.$real === '-Infinity') return Number.NEGATIVE_INFINITY;
-    if (typeof o.$base16 === 'string') return Uint8Array.from(Buffer.from(o.$base16, 'hex'));
-  }
-  return value as SqlValue;
-}
 
 function reported(conflicts: readonly LostWrite[], write: WriteRecord, column: string | null): boolean {
   return conflicts.some((c) => c.table === write.table && c.row === write.row && c.losing.clock === write.clock && (column === null || c.column === null || c.column === column));

@@ -649,7 +649,7 @@ function newestOf(change: RowChange): string {
 }
 
 /** A wire value as SQLite takes it: BLOBs come as { $base16 }, integers beyond 2^53 as { $int }, infinities as { $real }. */
-function fromWire(value: ColumnValue): SqlValue {
+export function fromWire(value: ColumnValue): SqlValue {
   if (value !== null && typeof value === 'object') {
     if ('$int' in value) return BigInt(value.$int);
     if ('$real' in value) return value.$real === 'Infinity' ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
