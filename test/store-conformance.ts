@@ -175,6 +175,17 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         expect(second.conflicts).toEqual([]);
       });
 
+      it('a re-push brings back the conflicts of its own first merge, not those of later writes that lost to it', async () => {
+        await fresh();
+        const c1 = write('r1', 10, 'a', { title: 'x' }, { op: 'insert' });
+        expect((await by('a', [c1])).conflicts).toEqual([]);
+        // b's older write, made offline, loses to c1: that conflict is b's, recorded by b's merge.
+        expect((await by('b', [write('r1', 5, 'b', { title: 'from b' }, { base: 0 })])).conflicts).toHaveLength(1);
+        const again = await by('a', [c1]);
+        expect(again.results).toMatchObject([{ outcome: 'duplicate' }]);
+        expect(again.conflicts).toEqual([]);
+      });
+
       it('a row another device changed since the device’s base comes back whole', async () => {
         await fresh();
         await by('a', [write('r1', 10, 'a', { title: 'x', done: 0 }, { op: 'insert' })]);

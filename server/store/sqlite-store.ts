@@ -80,10 +80,18 @@ CREATE TABLE IF NOT EXISTS conflicts (
   rule TEXT NOT NULL,
   losing TEXT NOT NULL,
   winning TEXT NOT NULL,
-  at INTEGER NOT NULL
+  at INTEGER NOT NULL,
+  -- The change whose merge recorded it (NULL for conflicts recorded before this column existed).
+  change_id TEXT
 );
-CREATE INDEX IF NOT EXISTS conflicts_by_row ON conflicts (project_id, table_name, row_id);
 `;
+
+/** Stores made before conflicts knew their change get the column and its index at open. */
+function upgradeSchema(db: Database.Database): void {
+  const columns = db.prepare("SELECT name FROM pragma_table_info('conflicts')").all() as { name: string }[];
+  if (!columns.some((c) => c.name === 'change_id')) db.exec('ALTER TABLE conflicts ADD COLUMN change_id TEXT');
+  db.exec('CREATE INDEX IF NOT EXISTS conflicts_by_change ON conflicts (project_id, change_id)');
+}
 
 interface ConflictRecord {
   table_name: string;
@@ -115,6 +123,7 @@ export class SqliteStore implements Store {
     this.#db.pragma('synchronous = FULL');
     this.#db.pragma('cache_size = -65536');
     this.#db.exec(SCHEMA);
+    upgradeSchema(this.#db);
     const db = this.#db;
     this.#statements = {
       insertProject: db.prepare('INSERT INTO projects (id, secret, strategy, shared_tables, created_at) VALUES (?, ?, ?, ?, ?)'),
@@ -135,12 +144,10 @@ export class SqliteStore implements Store {
            delete_clock = excluded.delete_clock, last_seq = excluded.last_seq`,
       ),
       conflictsOfChange: db.prepare(
-        `SELECT table_name, row_id, column_name, rule, losing, winning FROM conflicts
-         WHERE project_id = ? AND table_name = ? AND row_id = ? AND (json_extract(losing, '$.clock') = ? OR json_extract(winning, '$.clock') = ?)
-         ORDER BY id`,
+        'SELECT table_name, row_id, column_name, rule, losing, winning FROM conflicts WHERE project_id = ? AND change_id = ? ORDER BY id',
       ),
       insertConflict: db.prepare(
-        'INSERT INTO conflicts (project_id, table_name, row_id, column_name, rule, losing, winning, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO conflicts (project_id, table_name, row_id, column_name, rule, losing, winning, at, change_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       touchDevice: db.prepare(
         `INSERT INTO devices (project_id, device_id, user_id, cursor, online, first_seen, last_seen) VALUES (@projectId, @deviceId, @userId, coalesce(@cursor, 0), coalesce(@online, 0), @now, @now)
@@ -257,7 +264,7 @@ export class SqliteStore implements Store {
         }
         states.set(key, result.state);
         for (const conflict of result.conflicts) {
-          s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now);
+          s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now, change.id);
         }
         conflicts.push(...result.conflicts);
         results.push({ id: change.id, outcome, seq: changeSeq });
@@ -281,7 +288,7 @@ export class SqliteStore implements Store {
 
   /** The conflicts recorded when `change` was first merged (for the ack of its re-push). */
   #conflictsOf(projectId: string, change: ClientChange): Conflict[] {
-    const rows = this.#statements.conflictsOfChange.all(projectId, change.table, change.row, change.clock, change.clock) as ConflictRecord[];
+    const rows = this.#statements.conflictsOfChange.all(projectId, change.id) as ConflictRecord[];
     return rows.map((row) => ({
       table: row.table_name,
       row: row.row_id,
