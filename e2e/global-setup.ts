@@ -26,7 +26,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (!haveChromium) console.warn(`Skipping browser tests: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH).`);
   const dataDir = mkdtempSync(join(tmpdir(), 'pocketsync-e2e-'));
   // Small catch-up batches, so that a catch-up of a few thousand rows takes several (sync-offline.test.ts).
-  const server = await createServer({ dataDir, adminKey: 'e2e-admin', dev: true, staticDir: demoDir, log: null, batchSize: 250 });
+  const server = await createServer({ dataDir, adminKey: 'e2e-admin', devProject: 'demo', staticDir: demoDir, log: null, batchSize: 250 });
   await server.store.createProject({ id: 'demo', secret: 'e2e-demo-secret-e2e-demo-secret-0000', sharedTables: ['shared_todos'] });
   project.provide('demoUrl', server.url);
   project.provide('chromium', haveChromium ? CHROMIUM : null);

@@ -5,10 +5,12 @@
  *
  *   GET  /v1/health
  *   POST /v1/admin/projects                       admin key  → create a project
- *   POST /v1/projects/:project/dev/token          dev mode   → a token for a named user
+ *   POST /v1/projects/:project/dev/token          dev mode   → a token for a named user (the dev project only)
  *   POST /v1/projects/:project/push               user token → ack
- *   GET  /v1/projects/:project/pull?cursor&limit&fresh&deviceId  user token → changes (fresh=1: the
- *        device holds none of its rows, so a pull from cursor 0 may leave deleted rows out)
+ *   GET  /v1/projects/:project/pull?cursor&limit&fresh&resyncing&deviceId  user token → changes
+ *        (fresh=1: the device holds none of its rows, so a pull from cursor 0 may leave deleted rows
+ *        out; a page with `resync: true` starts a re-sync, and the pages after it are asked for
+ *        with resyncing=1 until hasMore is false)
  */
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -18,7 +20,8 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
-import { bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
+import { bearer, mintUserToken, sameSecret, verifyUserToken, type User } from './auth.js';
+import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
 import { parse, ServerError } from './errors.js';
 import { acceptPush, anotherUsersDevice, findProject, HttpPushEnvelopeSchema } from './push.js';
 import { randomHex } from '../worker/random.js';
@@ -29,9 +32,13 @@ export interface AppOptions {
   readonly store: Store;
   /** The key admin routes require (`Authorization: Bearer <key>`). */
   readonly adminKey: string;
-  /** Dev mode: the server mints user tokens for any name. Never in production. */
-  readonly dev?: boolean;
+  /** Dev mode: the server mints user tokens for any name, in this project only. Never in production. */
+  readonly devProject?: string;
   readonly resolver?: Resolver;
+  /** Defaults to DEFAULT_LIMITS. */
+  readonly limits?: ServerLimits;
+  /** Pushes and pulls per user and project (shared with the sockets' frames); none when absent. */
+  readonly requests?: RateLimiter;
   /** Called after each commit with its effective changes, in seq order (the fan-out listens). */
   readonly onCommit?: (projectId: string, changes: readonly ScopedRowChange[]) => void;
   /** One structured line per refused or failed request. */
@@ -52,6 +59,7 @@ export function createApp(options: AppOptions): Hono {
   const app = new Hono();
 
   const log = options.log ?? (() => undefined);
+  const limits = options.limits ?? DEFAULT_LIMITS;
   app.onError((error, c) => {
     if (error instanceof ServerError) {
       log({ event: 'error', method: c.req.method, path: c.req.path, status: error.status, kind: error.kind, message: error.message });
@@ -70,9 +78,11 @@ export function createApp(options: AppOptions): Hono {
   );
 
   app.get('/v1/health', (c) => c.json({ ok: true, protocolVersion: PROTOCOL_VERSION }));
+  // The sync endpoint is a WebSocket (server.ts handles the upgrade); a plain GET is told so.
+  app.get('/v1/projects/:project/sync', (c) => c.json({ kind: ErrorKind.Invalid, message: 'this is a WebSocket endpoint: connect with an Upgrade: websocket request' }, 426));
 
   app.post('/v1/admin/projects', async (c) => {
-    if (bearer(c.req.header('Authorization')) !== options.adminKey) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
+    if (!sameSecret(bearer(c.req.header('Authorization')), options.adminKey)) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
     const input = parse(NewProjectSchema, await readJson(c));
     if (await store.getProject(input.id)) throw new ServerError(ErrorKind.Invalid, `project ${input.id} already exists`);
     const project = await store.createProject({
@@ -85,8 +95,9 @@ export function createApp(options: AppOptions): Hono {
   });
 
   app.post('/v1/projects/:project/dev/token', async (c) => {
-    if (!options.dev) throw new ServerError(ErrorKind.NotFound, 'dev mode is off');
+    if (options.devProject === undefined) throw new ServerError(ErrorKind.NotFound, 'dev mode is off');
     const project = await projectOf(c);
+    if (project.id !== options.devProject) throw new ServerError(ErrorKind.NotFound, `dev mode mints tokens for project ${options.devProject} only`);
     const { user } = parse(DevTokenSchema, await readJson(c));
     return c.json({ token: await mintUserToken(project, user) });
   });
@@ -118,7 +129,9 @@ export function createApp(options: AppOptions): Hono {
     if (limit < 1) throw new ServerError(ErrorKind.Invalid, 'limit must be at least 1');
     const fresh = c.req.query('fresh');
     if (fresh !== undefined && fresh !== '0' && fresh !== '1') throw new ServerError(ErrorKind.Invalid, 'fresh must be 0 or 1');
-    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1' });
+    const resyncing = c.req.query('resyncing');
+    if (resyncing !== undefined && resyncing !== '0' && resyncing !== '1') throw new ServerError(ErrorKind.Invalid, 'resyncing must be 0 or 1');
+    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1', resyncing: resyncing === '1' });
     const deviceId = c.req.query('deviceId');
     if (deviceId !== undefined && v.is(IdSchema, deviceId)) {
       await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId, cursor: batch.cursor });
@@ -133,8 +146,15 @@ export function createApp(options: AppOptions): Hono {
     return project;
   }
 
-  function userOf(c: Context, project: Project): Promise<User> {
-    return verifyUserToken(bearer(c.req.header('Authorization')), project);
+  /** The user of the request's token, within the user's request rate. */
+  async function userOf(c: Context, project: Project): Promise<User> {
+    const user = await verifyUserToken(bearer(c.req.header('Authorization')), project, limits.maxTokenLifetimeSeconds);
+    const wait = (await options.requests?.take(`${project.id}\u0000${user.userId}`)) ?? 0;
+    if (wait > 0) {
+      c.header('Retry-After', String(Math.ceil(wait / 1000)));
+      throw new ServerError(ErrorKind.RateLimited, `over ${limits.requestsPerSecond} requests per second for this user: retry in ${wait} ms`);
+    }
+    return user;
   }
 
   return app;

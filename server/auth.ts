@@ -1,16 +1,20 @@
 /**
  * User tokens: JWT, HS256, signed with the project's secret by the app's own backend (or, in dev
  * mode, by this server). Claims: `sub` (the user id), `project` (the project id), `exp`.
- * A missing, expired, forged or other-project token is refused with kind 'auth'.
+ * A missing, expired, forged, other-project or too long-lived token is refused with kind 'auth'.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { sign, verify } from 'hono/jwt';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { ServerError } from './errors.js';
+import { DEFAULT_LIMITS } from './limits.js';
 import type { Project } from './store/store.js';
 
 export interface User {
   readonly userId: string;
   readonly projectId: string;
+  /** When the token stops being valid (ms since the epoch): an open socket is closed then. */
+  readonly expiresAt: number;
 }
 
 const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
@@ -21,20 +25,42 @@ export async function mintUserToken(project: Project, userId: string, ttlSeconds
   return sign({ sub: userId, project: project.id, iat: now, exp: now + ttlSeconds }, project.secret, 'HS256');
 }
 
-export async function verifyUserToken(token: string | undefined, project: Project): Promise<User> {
+/**
+ * The user of a valid token. Its signature is checked first, then its claims: a token whose `exp`
+ * is not a number, lies in the past, or lies further ahead than `maxLifetimeSeconds` is refused.
+ */
+export async function verifyUserToken(token: string | undefined, project: Project, maxLifetimeSeconds = DEFAULT_LIMITS.maxTokenLifetimeSeconds): Promise<User> {
   if (!token) throw new ServerError(ErrorKind.Auth, 'a user token is required');
   let payload: Record<string, unknown>;
   try {
-    payload = await verify(token, project.secret, 'HS256');
+    // The expiry is checked below, after the signature, so that a forged token is called forged.
+    payload = await verify(token, project.secret, { alg: 'HS256', exp: false });
   } catch (error) {
     const name = error instanceof Error ? error.name : '';
-    const reason = name === 'JwtTokenExpired' ? 'the token has expired' : name === 'JwtTokenSignatureMismatched' ? 'the token signature is not valid for this project' : 'the token is not valid';
+    const reason =
+      name === 'JwtTokenSignatureMismatched' ? 'the token signature is not valid for this project'
+      : name === 'JwtTokenNotBefore' ? 'the token is not valid yet (nbf)'
+      : name === 'JwtTokenIssuedAt' ? 'the token was issued in the future (iat)'
+      : 'the token is not valid';
     throw new ServerError(ErrorKind.Auth, reason);
   }
   if (payload.project !== project.id) throw new ServerError(ErrorKind.Auth, 'the token is for another project');
   if (typeof payload.sub !== 'string' || !USER_ID.test(payload.sub)) throw new ServerError(ErrorKind.Auth, 'the token has no valid subject (user id)');
-  if (typeof payload.exp !== 'number') throw new ServerError(ErrorKind.Auth, 'the token has no expiry');
-  return { userId: payload.sub, projectId: project.id };
+  const exp = payload.exp;
+  if (exp === undefined) throw new ServerError(ErrorKind.Auth, 'the token has no expiry (exp)');
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw new ServerError(ErrorKind.Auth, 'the token\'s expiry (exp) is not a number of seconds');
+  const now = Date.now() / 1000;
+  if (exp <= now) throw new ServerError(ErrorKind.Auth, 'the token has expired');
+  if (exp - now > maxLifetimeSeconds) {
+    throw new ServerError(ErrorKind.Auth, `the token is valid for longer than this server accepts (exp at most ${maxLifetimeSeconds} s ahead)`);
+  }
+  return { userId: payload.sub, projectId: project.id, expiresAt: exp * 1000 };
+}
+
+/** Whether `given` is `expected`, in time that does not depend on where they differ. */
+export function sameSecret(given: string | undefined, expected: string): boolean {
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return given !== undefined && timingSafeEqual(digest(given), digest(expected));
 }
 
 /** The token of an `Authorization: Bearer <token>` header. */

@@ -6,6 +6,7 @@ const STATUS: Record<ErrorKind, number> = {
   [ErrorKind.Invalid]: 400,
   [ErrorKind.Auth]: 401,
   [ErrorKind.NotFound]: 404,
+  [ErrorKind.RateLimited]: 429,
   [ErrorKind.Version]: 426,
   [ErrorKind.Database]: 500,
   [ErrorKind.Schema]: 500,

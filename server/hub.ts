@@ -13,6 +13,7 @@ import type { ScopedRowChange } from './store/store.js';
 
 export interface Subscriber {
   readonly projectId: string;
+  readonly userId: string;
   readonly deviceId: string;
   readonly scopes: ReadonlySet<string>;
   send(message: Changes): void;
@@ -26,12 +27,22 @@ interface Entry {
 
 export class Hub {
   readonly #projects = new Map<string, Map<Subscriber, Entry>>();
+  /** Subscribers per project and user (the per-user connection cap). */
+  readonly #perUser = new Map<string, number>();
 
   /** Adds a subscriber in catch-up mode: live changes are held until `live()`. */
   add(subscriber: Subscriber): void {
     let entries = this.#projects.get(subscriber.projectId);
     if (!entries) this.#projects.set(subscriber.projectId, (entries = new Map<Subscriber, Entry>()));
+    if (entries.has(subscriber)) return;
     entries.set(subscriber, { subscriber, buffer: [] });
+    const key = userKey(subscriber.projectId, subscriber.userId);
+    this.#perUser.set(key, (this.#perUser.get(key) ?? 0) + 1);
+  }
+
+  /** How many subscribers `userId` has in the project. */
+  connectionsOf(projectId: string, userId: string): number {
+    return this.#perUser.get(userKey(projectId, userId)) ?? 0;
   }
 
   /** Catch-up ended at `cursor`: sends what was held back beyond it, then delivers live. */
@@ -45,8 +56,12 @@ export class Hub {
 
   remove(subscriber: Subscriber): void {
     const entries = this.#projects.get(subscriber.projectId);
-    entries?.delete(subscriber);
-    if (entries?.size === 0) this.#projects.delete(subscriber.projectId);
+    if (!entries?.delete(subscriber)) return;
+    if (entries.size === 0) this.#projects.delete(subscriber.projectId);
+    const key = userKey(subscriber.projectId, subscriber.userId);
+    const left = (this.#perUser.get(key) ?? 1) - 1;
+    if (left === 0) this.#perUser.delete(key);
+    else this.#perUser.set(key, left);
   }
 
   /**
@@ -71,6 +86,10 @@ export class Hub {
     for (const entries of this.#projects.values()) count += entries.size;
     return count;
   }
+}
+
+function userKey(projectId: string, userId: string): string {
+  return `${projectId}\u0000${userId}`;
 }
 
 function deliver(subscriber: Subscriber, changes: readonly ScopedRowChange[]): void {

@@ -25,7 +25,7 @@
  */
 import type { ClientChange, Operation } from '../lib/protocol/change.js';
 import * as v from 'valibot';
-import type { ColumnValue } from '../lib/protocol/values.js';
+import { own, record, type ColumnValue } from '../lib/protocol/values.js';
 
 export const StrategySchema = v.picklist(['column-lww', 'row-lww', 'server-wins', 'client-wins']);
 export type Strategy = v.InferOutput<typeof StrategySchema>;
@@ -86,7 +86,7 @@ export interface MergeResult {
   readonly conflicts: readonly Conflict[];
 }
 
-const EMPTY: RowState = { values: {}, clocks: {}, seqs: {}, lastSeq: 0, deleted: false, deleteClock: null };
+const EMPTY: RowState = { values: record(), clocks: record(), seqs: record(), lastSeq: 0, deleted: false, deleteClock: null };
 
 /** The newest clock that wrote any part of the row. */
 export function newestClock(state: RowState): string | null {
@@ -113,7 +113,7 @@ export function hasUnseen(current: RowState, change: ClientChange, context: Merg
   const base = baseOf(change, context);
   if (current.deleted) return unseen(current.lastSeq, current.deleteClock, change, base);
   for (const [column, clock] of Object.entries(current.clocks)) {
-    if (unseen(current.seqs[column] ?? current.lastSeq, clock, change, base)) return true;
+    if (unseen(own(current.seqs, column) ?? current.lastSeq, clock, change, base)) return true;
   }
   return false;
 }
@@ -188,33 +188,34 @@ function mergeWrite(current: RowState | null, state: RowState, change: ClientCha
     }
   }
 
-  const nextValues: Record<string, ColumnValue> = { ...state.values };
-  const nextClocks: Record<string, string> = { ...state.clocks };
-  const nextSeqs: Record<string, number> = { ...state.seqs };
+  // Column names are keys of records without a prototype, read with own(): `toString` is a column like any other.
+  const nextValues = record(state.values);
+  const nextClocks = record(state.clocks);
+  const nextSeqs = record(state.seqs);
   let effective = state.deleted || current === null;
   for (const [column, value] of Object.entries(values)) {
-    const clock = state.clocks[column];
+    const clock = own(state.clocks, column);
     let wins: boolean;
     switch (context.strategy) {
       case 'column-lww':
         wins = clock === undefined || change.clock > clock;
         break;
       case 'server-wins':
-        wins = clock === undefined || clock.endsWith(`-${deviceOf(change.clock)}`) || (state.seqs[column] ?? 0) <= base;
+        wins = clock === undefined || clock.endsWith(`-${deviceOf(change.clock)}`) || (own(state.seqs, column) ?? 0) <= base;
         break;
       case 'row-lww':
       case 'client-wins':
         wins = true;
         break;
     }
-    const contested = clock !== undefined && unseen(state.seqs[column] ?? state.lastSeq, clock, change, base);
+    const contested = clock !== undefined && unseen(own(state.seqs, column) ?? state.lastSeq, clock, change, base);
     let rule: Strategy | 'resolver' = context.strategy;
     if (clock !== undefined) ({ incomingWins: wins, rule } = decide(context, change, state, column, wins, contested));
     if (!wins) {
-      lose(column, rule, { op: 'current', clock: clock ?? null, value: state.values[column] ?? null }, value);
+      lose(column, rule, { op: 'current', clock: clock ?? null, value: own(state.values, column) ?? null }, value);
       continue;
     }
-    const changed = !sameValue(state.values[column], value);
+    const changed = !sameValue(own(state.values, column), value);
     // The current value is discarded although this device never saw it: a conflict as much as the
     // reverse arrival order would be. (Values under a delete were discarded by the delete.)
     if (changed && !state.deleted && contested) {
@@ -223,7 +224,7 @@ function mergeWrite(current: RowState | null, state: RowState, change: ClientCha
         row: change.row,
         column,
         rule,
-        losing: { op: 'current', clock, value: state.values[column] ?? null },
+        losing: { op: 'current', clock, value: own(state.values, column) ?? null },
         winning: { op: change.op, clock: change.clock, value },
       });
     }
@@ -263,7 +264,7 @@ function mergeDelete(current: RowState | null, state: RowState, change: ClientCh
   }
   // Edits the deleting device had not seen are wiped with the row: recorded, as the reverse order would be.
   const base = baseOf(change, context);
-  const wiped = Object.entries(state.clocks).some(([column, clock]) => unseen(state.seqs[column] ?? state.lastSeq, clock, change, base));
+  const wiped = Object.entries(state.clocks).some(([column, clock]) => unseen(own(state.seqs, column) ?? state.lastSeq, clock, change, base));
   const conflicts: Conflict[] = wiped
     ? [{ table: change.table, row: change.row, column: null, rule, losing: { op: 'current', clock: newest }, winning: { op: 'delete', clock: change.clock } }]
     : [];

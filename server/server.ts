@@ -3,19 +3,29 @@
  * fan-out, and optionally a static site (the demo, the web interface), on @hono/node-server.
  *
  *   GET /v1/projects/:project/sync   (WebSocket upgrade; see socket.ts)
+ *
+ * The upgrade is handled here with `ws` directly rather than through a Hono adapter, so that every
+ * limit applies before the work: the per-address connection cap before the handshake, and the
+ * frame size limit (`maxPayload`) inside the WebSocket parser, before a frame is buffered. (The
+ * adapter kept the library's 100 MiB default and, on Node 20, threw `ErrorEvent is not defined` on
+ * a socket error.)
  */
 import { mkdirSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { serveStatic } from '@hono/node-server/serve-static';
-import { createNodeWebSocket } from '@hono/node-ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
+import { LIMITS } from '../lib/protocol/up.js';
 import { createApp } from './app.js';
 import { Hub } from './hub.js';
+import { DEFAULT_LIMITS, DEFAULT_RETENTION, RateLimiter, type Retention, type ServerLimits } from './limits.js';
 import { findProject } from './push.js';
 import type { Resolver } from './merge.js';
-import { SyncSocket } from './socket.js';
+import { SyncSocket, type SocketDeps } from './socket.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 
@@ -27,10 +37,15 @@ export interface ServerOptions {
   /** 127.0.0.1 unless told otherwise. */
   readonly host?: string;
   readonly adminKey: string;
-  readonly dev?: boolean;
+  /** Dev mode: the server mints user tokens, for this project only. Never in production. */
+  readonly devProject?: string;
   readonly resolver?: Resolver;
   /** Rows per catch-up batch (default 1,000). */
   readonly batchSize?: number;
+  /** Limits on connections, rates and time (server/limits.ts); each defaults. */
+  readonly limits?: Partial<ServerLimits>;
+  /** How long history is kept, and how often it is compacted (server/limits.ts); each defaults. */
+  readonly retention?: Partial<Retention>;
   /** Serves this directory at / (the demo). */
   readonly staticDir?: string;
   /** One structured log line per connection and per error; console by default, silent with null. */
@@ -42,54 +57,120 @@ export interface RunningServer {
   readonly port: number;
   readonly store: Store;
   readonly hub: Hub;
+  /** Runs one compaction now (it also runs every `retention.compactEveryMs`). */
+  compact(): Promise<void>;
   close(): Promise<void>;
 }
+
+const SYNC_PATH = /^\/v1\/projects\/([^/]+)\/sync$/;
 
 export async function createServer(options: ServerOptions): Promise<RunningServer> {
   const store = options.store ?? openDataDir(options.dataDir ?? '.pocketsync');
   const hub = new Hub();
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const retention: Retention = { ...DEFAULT_RETENTION, ...options.retention };
   const log = options.log === null ? () => undefined : (options.log ?? ((line) => console.log(JSON.stringify({ time: new Date().toISOString(), ...line }))));
+  const requests = new RateLimiter(limits.requestsPerSecond, 1);
   const app = createApp({
     store,
     adminKey: options.adminKey,
-    ...(options.dev ? { dev: true } : {}),
+    ...(options.devProject !== undefined ? { devProject: options.devProject } : {}),
     ...(options.resolver ? { resolver: options.resolver } : {}),
+    limits,
+    requests,
     onCommit: (projectId, changes) => hub.publish(projectId, changes),
     log,
   });
-  const nodeWs = createNodeWebSocket({ app });
-  const { wss } = nodeWs;
-  const deps = { store, hub, resolver: options.resolver, batchSize: options.batchSize ?? 1000, log };
+  const deps: SocketDeps = {
+    store,
+    hub,
+    resolver: options.resolver,
+    batchSize: options.batchSize ?? 1000,
+    limits,
+    hellos: new RateLimiter(limits.hellosPerMinute, 60),
+    requests,
+    log,
+  };
+  if (options.staticDir) app.use('/*', serveStatic({ root: options.staticDir }));
 
-  app.get(
-    '/v1/projects/:project/sync',
-    nodeWs.upgradeWebSocket(async (c) => {
-      const id = c.req.param('project') ?? '';
-      const project = await findProject(store, id);
-      let socket: SyncSocket | null = null;
-      return {
-        onOpen: (_event, ws) => {
+  const host = options.host ?? '127.0.0.1';
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve(
+      {
+        fetch: app.fetch,
+        hostname: host,
+        port: options.port ?? 0,
+        // A request whose headers or body trickle in is dropped; checked every second.
+        serverOptions: { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: 1000 },
+      },
+      () => resolve(s),
+    );
+    s.on('error', reject);
+  });
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxMessageBytes });
+  const perAddress = new Map<string, number>();
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = SYNC_PATH.exec(new URL(request.url ?? '/', 'http://localhost').pathname);
+    if (!path) return refuseUpgrade(socket, 404, ErrorKind.NotFound, `no WebSocket endpoint at ${request.url ?? ''}`);
+    const address = request.socket.remoteAddress ?? '';
+    const open = perAddress.get(address) ?? 0;
+    if (open >= limits.maxConnectionsPerAddress) {
+      log({ event: 'refused', reason: 'connections-per-address', address });
+      return refuseUpgrade(socket, 429, ErrorKind.RateLimited, `this address already has ${limits.maxConnectionsPerAddress} open connections (the limit)`);
+    }
+    // Counted from now, so that upgrades in flight count against the cap too.
+    perAddress.set(address, open + 1);
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    };
+    socket.once('close', release);
+    const id = safeDecode(path[1] ?? '');
+    findProject(store, id).then(
+      (project) => {
+        if (socket.destroyed) return release();
+        wss.handleUpgrade(request, socket, head, (ws) => {
+          ws.once('close', release);
           if (!project) {
             ws.send(JSON.stringify({ type: 'error', kind: ErrorKind.NotFound, message: `no such project: ${id}` }));
             ws.close(CloseCode.notFound, 'not-found');
             return;
           }
-          socket = new SyncSocket(deps, project, ws);
-        },
-        onMessage: (event) => socket?.message(event.data),
-        onClose: () => socket?.closed(),
-        onError: (event) => log({ event: 'socket-error', project: id, message: event.type }),
-      };
-    }),
-  );
-  if (options.staticDir) app.use('/*', serveStatic({ root: options.staticDir }));
-
-  const host = options.host ?? '127.0.0.1';
-  const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port: options.port ?? 0 }, () => resolve(s));
-    s.on('error', reject);
+          attach(ws, new SyncSocket(deps, project, ws), id);
+        });
+      },
+      (error: unknown) => {
+        log({ event: 'error', path: request.url, kind: ErrorKind.Internal, message: String(error) });
+        release();
+        refuseUpgrade(socket, 500, ErrorKind.Internal, 'internal error');
+      },
+    );
   });
-  nodeWs.injectWebSocket(server);
+
+  function attach(ws: WebSocket, socket: SyncSocket, projectId: string): void {
+    ws.on('message', (data) => socket.message(data));
+    ws.on('close', () => socket.closed());
+    // A frame over maxPayload, a broken frame: `ws` closes the socket (1009, 1002) after this.
+    ws.on('error', (error: Error & { code?: string }) => log({ event: 'socket-error', project: projectId, code: error.code, message: error.message }));
+  }
+
+  let compacting: Promise<void> | null = null;
+  const compact = (): Promise<void> =>
+    (compacting ??= store
+      .compact(retention)
+      .then((result) => {
+        if (result.changes + result.conflicts + result.tombstones > 0) log({ event: 'compact', ...result });
+      })
+      .catch((error: unknown) => log({ event: 'error', kind: ErrorKind.Internal, message: `compaction failed: ${String(error)}` }))
+      .finally(() => (compacting = null)));
+  const compactTimer = setInterval(() => void compact(), retention.compactEveryMs);
+  compactTimer.unref();
+
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : (options.port ?? 0);
   const shownHost = host === '127.0.0.1' || host === '0.0.0.0' ? 'localhost' : host;
@@ -98,7 +179,10 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     port,
     store,
     hub,
+    compact,
     close: async () => {
+      clearInterval(compactTimer);
+      await compacting;
       await new Promise<void>((resolve) => {
         // Sockets first: server.close() waits for open connections.
         for (const client of wss.clients) client.terminate();
@@ -108,6 +192,21 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
       if (!options.store) await store.close();
     },
   };
+}
+
+/** Answers an upgrade request with an HTTP error (`{ kind, message }`) and drops the connection. */
+function refuseUpgrade(socket: Duplex, status: number, kind: ErrorKind, message: string): void {
+  const body = JSON.stringify({ kind, message });
+  const reason = status === 429 ? 'Too Many Requests' : status === 404 ? 'Not Found' : 'Internal Server Error';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 function openDataDir(dir: string): SqliteStore {

@@ -12,7 +12,6 @@
  * and the socket stays open: the device may send the next one. A bad change inside a good push is
  * rejected alone in the ack (server/push.ts).
  */
-import type { WSContext } from 'hono/ws';
 import type { DownMessage } from '../lib/protocol/down.js';
 import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
@@ -23,6 +22,7 @@ import { verifyUserToken, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import { acceptPush, anotherUsersDevice, PushEnvelopeSchema } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
+import type { RateLimiter, ServerLimits } from './limits.js';
 import type { Resolver } from './merge.js';
 import { scopesOf, type Project, type Store } from './store/store.js';
 
@@ -31,27 +31,53 @@ export interface SocketDeps {
   readonly hub: Hub;
   readonly resolver?: Resolver | undefined;
   readonly batchSize: number;
+  readonly limits: ServerLimits;
+  /** Hellos per user and project. */
+  readonly hellos: RateLimiter;
+  /** Frames after the hello (pushes, and anything else a device sends) per user and project. */
+  readonly requests: RateLimiter;
   readonly log: (line: Record<string, unknown>) => void;
+}
+
+/** The side of a WebSocket the server talks to (a `ws` WebSocket). */
+export interface Peer {
+  send(text: string): void;
+  close(code: number, reason: string): void;
+  /** Bytes queued to send: the catch-up waits while the device reads slower than the store. */
+  readonly bufferedAmount: number;
 }
 
 /** An up frame: a hello, or a push whose changes are parsed one by one later. */
 const UpFrameSchema = v.variant('type', [HelloSchema, PushEnvelopeSchema]);
 
+/** The catch-up stops sending while this much is queued for the device, until it has read it. */
+const MAX_BUFFERED_BYTES = 4 * LIMITS.maxMessageBytes;
+/** Node's setTimeout takes at most this (about 24.8 days); a later expiry is re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class SyncSocket {
   readonly #deps: SocketDeps;
   readonly #project: Project;
-  readonly #ws: WSContext;
+  readonly #ws: Peer;
   #user: User | null = null;
   #subscriber: Subscriber | null = null;
   #cursor = 0;
   /** Frames are handled one at a time, in arrival order. */
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Said hello (valid or not): the hello deadline no longer applies. */
+  #greeted = false;
+  #timer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(deps: SocketDeps, project: Project, ws: WSContext) {
+  constructor(deps: SocketDeps, project: Project, ws: Peer) {
     this.#deps = deps;
     this.#project = project;
     this.#ws = ws;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      if (this.#greeted || this.#closed) return;
+      this.#refuse(ErrorKind.Invalid, `no hello within ${deps.limits.helloTimeoutMs} ms`, CloseCode.invalid);
+    }, deps.limits.helloTimeoutMs);
   }
 
   message(data: unknown): void {
@@ -59,19 +85,31 @@ export class SyncSocket {
   }
 
   closed(): void {
+    if (this.#closed) return;
     this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
     if (this.#subscriber) {
       this.#deps.hub.remove(this.#subscriber);
-      void this.#deps.store
-        .touchDevice({ projectId: this.#project.id, userId: this.#user?.userId ?? '', deviceId: this.#subscriber.deviceId, online: false })
-        .catch(() => undefined);
+      this.#offline(this.#subscriber.deviceId);
       this.#deps.log({ event: 'disconnect', project: this.#project.id, user: this.#user?.userId, device: this.#subscriber.deviceId });
     }
   }
 
+  #offline(deviceId: string): void {
+    void this.#deps.store
+      .touchDevice({ projectId: this.#project.id, userId: this.#user?.userId ?? '', deviceId, online: false })
+      .catch(() => undefined);
+  }
+
   async #handle(data: unknown): Promise<void> {
     if (this.#closed) return;
-    const text = typeof data === 'string' ? data : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : String(data);
+    if (this.#user !== null) {
+      // Every frame after the hello counts against the user's rate, before it is even parsed.
+      const wait = await this.#deps.requests.take(`${this.#project.id}\u0000${this.#user.userId}`);
+      if (wait > 0) throw new ServerError(ErrorKind.RateLimited, `over ${this.#deps.limits.requestsPerSecond} frames per second for this user: retry in ${wait} ms`);
+    }
+    const text = typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('utf8') : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : String(data);
     if (Buffer.byteLength(text) > LIMITS.maxMessageBytes) throw new ServerError(ErrorKind.Invalid, `a frame is at most ${LIMITS.maxMessageBytes} bytes (the limit)`);
     let json: unknown;
     try {
@@ -86,19 +124,31 @@ export class SyncSocket {
   }
 
   async #hello(hello: Hello): Promise<void> {
-    if (this.#user !== null) throw new ServerError(ErrorKind.Invalid, 'hello was already said');
+    if (this.#user !== null || this.#greeted) throw new ServerError(ErrorKind.Invalid, 'hello was already said');
+    this.#greeted = true;
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new ServerError(ErrorKind.Version, `this server speaks protocol version ${PROTOCOL_VERSION}, not ${hello.protocolVersion}`);
     }
-    const user = await verifyUserToken(hello.token, this.#project);
-    const claimed = await this.#deps.store.touchDevice({ projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
-    if (!claimed) {
-      throw anotherUsersDevice(hello.deviceId);
+    const { limits } = this.#deps;
+    const user = await verifyUserToken(hello.token, this.#project, limits.maxTokenLifetimeSeconds);
+    const wait = await this.#deps.hellos.take(`${this.#project.id}\u0000${user.userId}`);
+    if (wait > 0) throw new ServerError(ErrorKind.RateLimited, `over ${limits.hellosPerMinute} hellos per minute for this user: retry in ${wait} ms`);
+    if (this.#deps.hub.connectionsOf(this.#project.id, user.userId) >= limits.maxConnectionsPerUser) {
+      throw new ServerError(ErrorKind.RateLimited, `this user already has ${limits.maxConnectionsPerUser} open connections (the limit)`);
     }
+    const claimed = await this.#deps.store.touchDevice({ projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
+    if (!claimed) throw anotherUsersDevice(hello.deviceId);
     this.#user = user;
+    // It closed while its token and device were checked: it was never registered, and is not online.
+    if (this.#closed) {
+      this.#offline(hello.deviceId);
+      return;
+    }
     this.#cursor = hello.cursor;
+    this.#expireAt(user.expiresAt);
     const subscriber: Subscriber = {
       projectId: this.#project.id,
+      userId: user.userId,
       deviceId: hello.deviceId,
       scopes: new Set(scopesOf(user.userId)),
       send: (message) => this.#send(message),
@@ -110,15 +160,35 @@ export class SyncSocket {
     let cursor = hello.cursor;
     // `fresh` lets the first page leave deletes out; later pages have a cursor above 0.
     const fresh = hello.fresh === true;
+    // Once a page starts a re-sync (the cursor was below the tombstone horizon), the rest of the
+    // catch-up is part of it.
+    let resyncing = false;
     for (;;) {
-      const batch = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit: this.#deps.batchSize, fresh });
+      const batch = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit: this.#deps.batchSize, fresh, resyncing });
       if (this.#closed) return;
       this.#send({ type: 'changes', ...batch });
       cursor = batch.cursor;
+      resyncing ||= batch.resync === true;
       if (!batch.hasMore) break;
+      // Between batches, everyone else's work runs; and nothing more is read while the device has
+      // not yet taken what was sent.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      while (this.#ws.bufferedAmount > MAX_BUFFERED_BYTES && !this.#closed) await new Promise<void>((resolve) => setTimeout(resolve, 5));
+      if (this.#closed) return;
     }
     this.#cursor = cursor;
     this.#deps.hub.live(subscriber, cursor);
+  }
+
+  /** Closes the socket when the token expires; the device says hello again with a fresh one. */
+  #expireAt(expiresAt: number): void {
+    const left = expiresAt - Date.now();
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      if (this.#closed) return;
+      if (Date.now() < expiresAt) this.#expireAt(expiresAt);
+      else this.#refuse(ErrorKind.Auth, 'the token has expired', CloseCode.auth);
+    }, Math.max(0, Math.min(left, MAX_TIMER_MS)));
   }
 
   async #push(push: v.InferOutput<typeof PushEnvelopeSchema>): Promise<void> {
@@ -142,12 +212,20 @@ export class SyncSocket {
     const kind = known ? error.kind : ErrorKind.Internal;
     const message = known ? error.message : 'internal error';
     this.#deps.log({ event: 'error', project: this.#project.id, user: this.#user?.userId, kind, message: known ? message : String(error) });
-    this.#send({ type: 'error', kind, message });
     // Before authentication there is nothing to keep the socket open for.
     if (this.#user === null || kind === ErrorKind.Auth || kind === ErrorKind.Version) {
-      this.#ws.close(kind === ErrorKind.Auth ? CloseCode.auth : kind === ErrorKind.Version ? CloseCode.version : CloseCode.invalid, kind);
-      this.closed();
+      const code = kind === ErrorKind.Auth ? CloseCode.auth : kind === ErrorKind.Version ? CloseCode.version : kind === ErrorKind.RateLimited ? CloseCode.rateLimited : CloseCode.invalid;
+      this.#refuse(kind, message, code);
+    } else {
+      this.#send({ type: 'error', kind, message });
     }
+  }
+
+  /** Says why in an error frame, then closes with `code`. */
+  #refuse(kind: ErrorKind, message: string, code: number): void {
+    this.#send({ type: 'error', kind, message });
+    this.#ws.close(code, kind);
+    this.closed();
   }
 
   #send(message: DownMessage): void {

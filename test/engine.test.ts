@@ -241,6 +241,7 @@ describe('schema and migrations', () => {
       '__pocketsync_device_state',
       '__pocketsync_quarantine',
       '__pocketsync_replica_state',
+      '__pocketsync_resync_seen',
       '__pocketsync_stash',
       '__pocketsync_version',
     ]);

@@ -278,5 +278,71 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
       await store.touchDevice({ projectId: 'p1', userId: 'alice', deviceId: 'd1', online: false });
       expect((await store.listDevices('p1'))[0]).toMatchObject({ online: false, cursor: 7 });
     });
+
+    describe('retention', () => {
+      const all = { changeLogMs: 0, conflictsMs: 0, tombstonesMs: 0, compactEveryMs: 60_000 };
+      const none = { changeLogMs: 3_600_000, conflictsMs: 3_600_000, tombstonesMs: 3_600_000, compactEveryMs: 60_000 };
+      const later = () => Date.now() + 1000;
+      const pull = (cursor: number, extra: { limit?: number; fresh?: boolean; resyncing?: boolean } = {}) =>
+        store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor, limit: extra.limit ?? 100, ...extra });
+
+      it('keeps everything within its retention', async () => {
+        await fresh();
+        await push([upsert('r1', 1, { a: 1 }, 'todos', 'insert'), upsert('r2', 2, { a: 2 }, 'todos', 'insert')]);
+        await push([remove('r2', 3)]);
+        expect(await store.compact(none)).toEqual({ changes: 0, conflicts: 0, tombstones: 0 });
+        const page = await pull(1);
+        expect(page.resync).toBeUndefined();
+        expect(page.changes.map((c) => [c.row, c.deleted])).toEqual([['r2', true]]);
+      });
+
+      it('forgets tombstones past their retention; a cursor below the horizon re-syncs from 0 without deletes', async () => {
+        await fresh();
+        await push([upsert('r1', 1, { a: 1 }, 'todos', 'insert'), upsert('r2', 2, { a: 2 }, 'todos', 'insert'), upsert('r3', 3, { a: 3 }, 'todos', 'insert')]);
+        await push([remove('r2', 4), remove('r3', 5)]);
+        await push([upsert('r4', 6, { a: 4 }, 'todos', 'insert')]);
+        expect((await store.compact(all, later())).tombstones).toBe(2);
+        // Below the horizon (seq 5): a re-sync, whole and without deletes.
+        const resync = await pull(2);
+        expect(resync).toMatchObject({ resync: true, hasMore: false, cursor: 6 });
+        expect(resync.changes.map((c) => c.row)).toEqual(['r1', 'r4']);
+        // At the horizon or above, or fresh at 0: an ordinary catch-up.
+        expect((await pull(5)).resync).toBeUndefined();
+        expect((await pull(5)).changes.map((c) => c.row)).toEqual(['r4']);
+        expect((await pull(0, { fresh: true })).resync).toBeUndefined();
+        // Another project's horizon is its own.
+        expect((await store.pull({ projectId: 'p2', scopes: scopesOf('alice'), cursor: 0, limit: 10 })).resync).toBeUndefined();
+      });
+
+      it('a re-sync over several pages: only the first says so, none sends a delete, and done + remaining is one total', async () => {
+        await fresh();
+        await push([1, 2, 3, 4, 5].map((i) => upsert(`r${i}`, i, { i }, 'todos', 'insert')));
+        await push([remove('r1', 10)]);
+        await store.compact(all, later());
+        await push([remove('r5', 11)]); // a delete after the horizon: no row to send either
+        const pages = [await pull(0, { limit: 2 })];
+        while (pages.at(-1)?.hasMore) pages.push(await pull(pages.at(-1)!.cursor, { limit: 2, resyncing: true }));
+        expect(pages.map((p) => p.resync ?? false)).toEqual([true, false]);
+        expect(pages.flatMap((p) => p.changes.map((c) => [c.row, c.deleted]))).toEqual([['r2', false], ['r3', false], ['r4', false]]);
+        expect(pages[0]!.changes.length + pages[0]!.remaining).toBe(3);
+      });
+
+      it('forgets change-log entries and conflicts past their retention: a change id older than that is merged again', async () => {
+        await fresh();
+        const first = upsert('r1', 5, { a: 1 }, 'todos', 'insert');
+        await push([first]);
+        await push([upsert('r1', 4, { a: 0 })]); // loses: a conflict recorded
+        expect(await store.compact(all, later())).toMatchObject({ changes: 2, conflicts: 1 });
+        expect((await push([first])).results).toEqual([{ id: first.id, outcome: 'superseded', seq: null }]);
+      });
+
+      it('deduplicates change ids per device, not per project', async () => {
+        await fresh();
+        const change = upsert('r1', 1, { a: 1 }, 'todos', 'insert');
+        expect((await push([change], 'alice')).results[0]?.outcome).toBe('applied');
+        expect((await push([{ ...change, row: 'r2' }], 'bob')).results[0]?.outcome).toBe('applied');
+        expect((await push([change], 'alice')).results[0]?.outcome).toBe('duplicate');
+      });
+    });
   });
 }

@@ -30,7 +30,7 @@
  */
 import type { Database as SqliteDb, PreparedStatement, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
-import { IDENTIFIER } from '../lib/protocol/values.js';
+import { IDENTIFIER, WIRE_RESERVED_NAMES } from '../lib/protocol/values.js';
 import type { ExecuteResult, Params, Row, Schema, SqlValue, Where } from '../lib/protocol/worker-api.js';
 import { EngineError, sqliteMessage } from './engine-error.js';
 import { HybridLogicalClock } from './hlc.js';
@@ -818,17 +818,22 @@ export class Engine {
  */
 function checkWireNames(info: TableInfo): void {
   const fix = 'rename it, or leave the table out of sync with the `tables` option';
-  if (!IDENTIFIER.test(info.name)) {
+  if (!isWireName(info.name)) {
     throw new EngineError(ErrorKind.Schema, `table ${JSON.stringify(info.name)} cannot be synced: ${IDENTIFIER_RULE}; ${fix}`);
   }
   for (const column of info.columns) {
-    if (!IDENTIFIER.test(column)) {
+    if (!isWireName(column)) {
       throw new EngineError(ErrorKind.Schema, `column ${JSON.stringify(column)} of table ${info.name} cannot be synced: ${IDENTIFIER_RULE}; ${fix}`);
     }
   }
 }
 
-const IDENTIFIER_RULE = 'a synced name must be letters, digits and _, not start with a digit, and have at most 63 characters';
+const IDENTIFIER_RULE =
+  'a synced name must be letters, digits and _, not start with a digit, have at most 63 characters, and not be __proto__, constructor or prototype';
+
+function isWireName(name: string): boolean {
+  return IDENTIFIER.test(name) && !WIRE_RESERVED_NAMES.has(name);
+}
 
 /**
  * A rowid table's single INTEGER PRIMARY KEY column is its rowid under another name (exactly the

@@ -32,7 +32,11 @@
  * - __pocketsync_replica_state: small facts of the replica by key: 'acknowledged' (the server
  *   ever acknowledged a change of this device: it is no longer fresh), 'schema_cookie' (SQLite's
  *   schema_version when the stash and the quarantine were last tried against the schema) and
- *   'received_clock' (the newest clock received from other devices).
+ *   'received_clock' (the newest clock received from other devices), 'resync' (1 while a full
+ *   re-sync is under way: the server had forgotten deletes older than this device's cursor).
+ * - __pocketsync_resync_seen: during a re-sync, every row the server sent; when it ends, the synced
+ *   rows not in it (and with no pending or quarantined local change) are dropped, as are stashed
+ *   ones, and the table is emptied.
  *
  * There is no __pocketsync_processed_changes table (the original's record of applied remote
  * changes): a remote change is known by its server seq, the server delivers a device's scopes in
@@ -93,6 +97,11 @@ CREATE TABLE IF NOT EXISTS __pocketsync_cursor_marks (
 CREATE TABLE IF NOT EXISTS __pocketsync_replica_state (
   key TEXT PRIMARY KEY,
   value
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS __pocketsync_resync_seen (
+  table_name TEXT NOT NULL,
+  ps_global_id TEXT NOT NULL,
+  PRIMARY KEY (ps_global_id, table_name)
 ) WITHOUT ROWID;
 DROP TABLE IF EXISTS __pocketsync_processed_changes;
 `;

@@ -10,12 +10,17 @@
  * row, `deleted: true`. One RowChange per row and batch: intermediate states are merged away.
  */
 import * as v from 'valibot';
-import { ClockSchema, ColumnValueSchema, IdentifierSchema, IdSchema } from './values.js';
+import { ClockSchema, ColumnValueSchema, IdentifierSchema, IdSchema, WIRE_RESERVED_NAMES } from './values.js';
 
 export const OperationSchema = v.picklist(['insert', 'update', 'delete']);
 export type Operation = v.InferOutput<typeof OperationSchema>;
 
 const ValuesSchema = v.pipe(
+  // Checked on the object as received: the record below would drop these keys without a word.
+  v.custom<Record<string, unknown>>(
+    (raw) => typeof raw !== 'object' || raw === null || !Object.keys(raw).some((key) => WIRE_RESERVED_NAMES.has(key)),
+    'a column is named __proto__, constructor or prototype, which the wire cannot carry',
+  ),
   v.record(IdentifierSchema, ColumnValueSchema),
   v.check((values) => Object.keys(values).length <= 500, 'at most 500 columns'),
 );

@@ -74,6 +74,12 @@ export const ChangesSchema = v.object({
   cursor: SeqSchema,
   hasMore: v.boolean(),
   remaining: CountSchema,
+  /**
+   * The device's cursor was older than the server's tombstone horizon (deleted rows it forgot):
+   * this batch starts a full re-sync of the device's scopes from 0, without deletes. At the end of
+   * the catch-up the device drops every synced row it was not sent and has no pending write for.
+   */
+  resync: v.exactOptional(v.literal(true)),
 });
 
 export const ErrorMessageSchema = v.object({
@@ -99,6 +105,7 @@ export interface Changes {
   readonly cursor: number;
   readonly hasMore: boolean;
   readonly remaining: number;
+  readonly resync?: true;
 }
 
 export interface ErrorMessage {

@@ -28,6 +28,11 @@ export const ErrorKind = {
   Version: 'version',
   /** The project (or another named thing) does not exist. */
   NotFound: 'not-found',
+  /**
+   * Over one of the server's limits on rate or connections (server/limits.ts): HTTP 429, close
+   * code 4029. Nothing was done; the same request succeeds later. The client backs off and retries.
+   */
+  RateLimited: 'rate-limited',
   /** Anything else: a bug in PocketSync. */
   Internal: 'internal',
 } as const;

@@ -19,7 +19,8 @@ export const LIMITS = {
   maxClockAheadMs: 60 * 60 * 1000,
 } as const;
 
-const CursorSchema = v.pipe(v.number(), v.integer(), v.minValue(0));
+/** A seq the device has applied: a whole number a JSON number holds exactly. */
+const CursorSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
 
 export const HelloSchema = v.strictObject({
   type: v.literal('hello'),

@@ -27,11 +27,34 @@ export type ColumnValue = v.InferOutput<typeof ColumnValueSchema>;
 
 /** SQL identifiers PocketSync accepts for tables and columns: plain, and never its own prefix. */
 export const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/**
+ * Names the wire cannot carry as keys of a JSON object: parsers and objects treat them as the
+ * object's own machinery (valibot drops them; `o.__proto__ = x` sets a prototype). A table or column
+ * so named is refused when the schema is declared. Every other name, `toString` and `valueOf`
+ * included, is an ordinary key: records that hold columns have no prototype (`record()`), and reads
+ * go through `own()`.
+ */
+export const WIRE_RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
 export const IdentifierSchema = v.pipe(
   v.string(),
   v.regex(IDENTIFIER, 'must be an identifier: letters, digits and _, not starting with a digit, at most 63 characters'),
   v.check((name) => !name.startsWith('__pocketsync_') && !name.toLowerCase().startsWith('sqlite_'), 'is a reserved name'),
+  v.check((name) => !WIRE_RESERVED_NAMES.has(name), 'is a name the wire cannot carry (__proto__, constructor, prototype)'),
 );
+
+/** A record keyed by column names, with no prototype: `toString` is a key like any other. */
+export function record<T>(from?: Readonly<Record<string, T>>): Record<string, T> {
+  const out = Object.create(null) as Record<string, T>;
+  if (from) for (const key of Object.keys(from)) out[key] = from[key] as T;
+  return out;
+}
+
+/** `from[key]` when it is `from`'s own property (never an inherited one such as `toString`). */
+export function own<T>(from: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
+  return from !== undefined && Object.hasOwn(from, key) ? from[key] : undefined;
+}
 
 /** Hybrid-logical-clock stamps (worker/hlc.ts): 21 digits, a dash, the device id. */
 export const ClockSchema = v.pipe(v.string(), v.regex(/^\d{21}-[A-Za-z0-9_-]{1,64}$/, 'not a clock stamp'));

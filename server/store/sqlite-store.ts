@@ -7,10 +7,12 @@
  */
 import Database from 'better-sqlite3';
 import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
-import type { ColumnValue } from '../../lib/protocol/values.js';
+import { record, type ColumnValue } from '../../lib/protocol/values.js';
 import { hasUnseen, merge, type Conflict, type MergeContext, type RowState, type Strategy } from '../merge.js';
+import type { Retention } from '../limits.js';
 import {
   scopeOf,
+  type CompactionResult,
   type DeviceContact,
   type DeviceRecord,
   type NewProject,
@@ -30,7 +32,9 @@ CREATE TABLE IF NOT EXISTS projects (
   strategy TEXT NOT NULL,
   shared_tables TEXT NOT NULL,
   last_seq INTEGER NOT NULL DEFAULT 0,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  -- The highest seq of a tombstone removed by compaction: a device with an older cursor re-syncs.
+  horizon INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS devices (
   project_id TEXT NOT NULL,
@@ -55,7 +59,7 @@ CREATE TABLE IF NOT EXISTS change_log (
   outcome TEXT NOT NULL,
   seq INTEGER,
   received_at INTEGER NOT NULL,
-  PRIMARY KEY (project_id, change_id)
+  PRIMARY KEY (project_id, device_id, change_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS row_state (
   project_id TEXT NOT NULL,
@@ -68,6 +72,8 @@ CREATE TABLE IF NOT EXISTS row_state (
   deleted INTEGER NOT NULL,
   delete_clock TEXT,
   last_seq INTEGER NOT NULL,
+  -- When the row last changed (ms): a deleted row's tombstone is kept for the retention after it.
+  changed_at INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (project_id, scope, table_name, row_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS row_state_by_seq ON row_state (project_id, scope, last_seq);
@@ -82,16 +88,50 @@ CREATE TABLE IF NOT EXISTS conflicts (
   winning TEXT NOT NULL,
   at INTEGER NOT NULL,
   -- The change whose merge recorded it (NULL for conflicts recorded before this column existed).
-  change_id TEXT
+  change_id TEXT,
+  device_id TEXT
 );
 `;
 
-/** Stores made before conflicts knew their change get the column and its index at open. */
+/**
+ * Brings a store made by an earlier version up to this schema, at open: columns added since, the
+ * change log keyed per device (it was per project, so one user's change id could answer another's
+ * with 'duplicate'), and the indexes compaction and the re-push's conflicts read by.
+ */
 function upgradeSchema(db: Database.Database): void {
-  const columns = db.prepare("SELECT name FROM pragma_table_info('conflicts')").all() as { name: string }[];
-  if (!columns.some((c) => c.name === 'change_id')) db.exec('ALTER TABLE conflicts ADD COLUMN change_id TEXT');
-  db.exec('CREATE INDEX IF NOT EXISTS conflicts_by_change ON conflicts (project_id, change_id)');
+  const columnsOf = (table: string) => new Set((db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as { name: string }[]).map((c) => c.name));
+  const conflicts = columnsOf('conflicts');
+  if (!conflicts.has('change_id')) db.exec('ALTER TABLE conflicts ADD COLUMN change_id TEXT');
+  if (!conflicts.has('device_id')) db.exec('ALTER TABLE conflicts ADD COLUMN device_id TEXT');
+  if (!columnsOf('row_state').has('changed_at')) {
+    // Tombstones of before are kept a whole retention from now, not forgotten at the first compaction.
+    db.exec('ALTER TABLE row_state ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0');
+    db.prepare('UPDATE row_state SET changed_at = ? WHERE deleted = 1').run(Date.now());
+  }
+  if (!columnsOf('projects').has('horizon')) db.exec('ALTER TABLE projects ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0');
+  const changeLog = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'change_log'").pluck().get() as string;
+  if (!/PRIMARY KEY \(project_id, device_id, change_id\)/.test(changeLog)) {
+    db.transaction(() => {
+      db.exec('ALTER TABLE change_log RENAME TO change_log_by_project');
+      db.exec(SCHEMA);
+      db.exec('INSERT INTO change_log SELECT * FROM change_log_by_project');
+      db.exec('DROP TABLE change_log_by_project');
+    })();
+  }
+  db.exec(`
+    DROP INDEX IF EXISTS conflicts_by_change;
+    CREATE INDEX IF NOT EXISTS conflicts_by_device_change ON conflicts (project_id, device_id, change_id);
+    CREATE INDEX IF NOT EXISTS conflicts_by_time ON conflicts (at);
+    CREATE INDEX IF NOT EXISTS change_log_by_time ON change_log (received_at);
+    CREATE INDEX IF NOT EXISTS row_state_tombstones ON row_state (changed_at) WHERE deleted = 1;
+  `);
 }
+
+/** Rows removed per compaction statement: each chunk is one short transaction. */
+const COMPACT_CHUNK = 5000;
+/** How long device contacts wait to be written together. */
+const TOUCH_FLUSH_MS = 250;
+const MAX_CACHED_OWNERS = 100_000;
 
 interface ConflictRecord {
   table_name: string;
@@ -115,6 +155,11 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #statements;
   readonly #pullCache = new Map<string, { page: Database.Statement; count: Database.Statement }>();
+  /** Who each device seen belongs to (bindings never change). */
+  readonly #owners = new Map<string, string>();
+  /** Device contacts not yet written (see #touchDevice). */
+  readonly #touches = new Map<string, DeviceContact & { at: number }>();
+  #touchTimer: ReturnType<typeof setTimeout> | null = null;
 
   /** Opens (creating when needed) the store at `file`; ':memory:' for tests. */
   constructor(file: string) {
@@ -130,24 +175,24 @@ export class SqliteStore implements Store {
       project: db.prepare('SELECT id, secret, strategy, shared_tables, created_at FROM projects WHERE id = ?'),
       lastSeq: db.prepare('SELECT last_seq FROM projects WHERE id = ?').pluck(),
       setLastSeq: db.prepare('UPDATE projects SET last_seq = ? WHERE id = ?'),
-      seenChange: db.prepare('SELECT seq FROM change_log WHERE project_id = ? AND change_id = ?'),
+      seenChange: db.prepare('SELECT seq FROM change_log WHERE project_id = ? AND device_id = ? AND change_id = ?'),
       logChange: db.prepare(
         `INSERT INTO change_log (project_id, change_id, device_id, user_id, table_name, row_id, op, payload, clock, outcome, seq, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, change_id) DO NOTHING`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, device_id, change_id) DO NOTHING`,
       ),
       rowState: db.prepare('SELECT vals, clocks, seqs, deleted, delete_clock, last_seq FROM row_state WHERE project_id = ? AND scope = ? AND table_name = ? AND row_id = ?'),
       upsertRow: db.prepare(
-        `INSERT INTO row_state (project_id, scope, table_name, row_id, vals, clocks, seqs, deleted, delete_clock, last_seq)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO row_state (project_id, scope, table_name, row_id, vals, clocks, seqs, deleted, delete_clock, last_seq, changed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (project_id, scope, table_name, row_id) DO UPDATE SET
            vals = excluded.vals, clocks = excluded.clocks, seqs = excluded.seqs, deleted = excluded.deleted,
-           delete_clock = excluded.delete_clock, last_seq = excluded.last_seq`,
+           delete_clock = excluded.delete_clock, last_seq = excluded.last_seq, changed_at = excluded.changed_at`,
       ),
       conflictsOfChange: db.prepare(
-        'SELECT table_name, row_id, column_name, rule, losing, winning FROM conflicts WHERE project_id = ? AND change_id = ? ORDER BY id',
+        'SELECT table_name, row_id, column_name, rule, losing, winning FROM conflicts WHERE project_id = ? AND device_id = ? AND change_id = ? ORDER BY id',
       ),
       insertConflict: db.prepare(
-        'INSERT INTO conflicts (project_id, table_name, row_id, column_name, rule, losing, winning, at, change_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO conflicts (project_id, table_name, row_id, column_name, rule, losing, winning, at, change_id, device_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       touchDevice: db.prepare(
         `INSERT INTO devices (project_id, device_id, user_id, cursor, online, first_seen, last_seen) VALUES (@projectId, @deviceId, @userId, coalesce(@cursor, 0), coalesce(@online, 0), @now, @now)
@@ -156,6 +201,18 @@ export class SqliteStore implements Store {
          WHERE devices.user_id = excluded.user_id`,
       ),
       devices: db.prepare('SELECT project_id, device_id, user_id, cursor, online, first_seen, last_seen FROM devices WHERE project_id = ? ORDER BY last_seen DESC'),
+      deviceOwner: db.prepare('SELECT user_id FROM devices WHERE project_id = ? AND device_id = ?').pluck(),
+      horizon: db.prepare('SELECT horizon FROM projects WHERE id = ?').pluck(),
+      raiseHorizon: db.prepare('UPDATE projects SET horizon = max(horizon, ?) WHERE id = ?'),
+      compactChanges: db.prepare(
+        'DELETE FROM change_log WHERE (project_id, device_id, change_id) IN (SELECT project_id, device_id, change_id FROM change_log WHERE received_at < ? LIMIT ?)',
+      ),
+      compactConflicts: db.prepare('DELETE FROM conflicts WHERE id IN (SELECT id FROM conflicts WHERE at < ? LIMIT ?)'),
+      compactTombstones: db.prepare(
+        `DELETE FROM row_state WHERE (project_id, scope, table_name, row_id) IN
+           (SELECT project_id, scope, table_name, row_id FROM row_state WHERE deleted = 1 AND changed_at < ? LIMIT ?)
+         RETURNING project_id, last_seq`,
+      ),
     };
   }
 
@@ -191,17 +248,56 @@ export class SqliteStore implements Store {
     return settle(() => this.#touchDevice(contact));
   }
 
+  /**
+   * A device's first contact binds it to its user at once, in its own commit. Later contacts
+   * (last seen, cursor, online) are gathered and written together within TOUCH_FLUSH_MS: a hello
+   * then costs no commit of its own, and the binding, which never changes, is answered from memory.
+   */
   #touchDevice(contact: DeviceContact): boolean {
-    // The upsert's WHERE leaves another user's device untouched: then no row changed.
+    const key = `${contact.projectId}\u0000${contact.deviceId}`;
+    let owner = this.#owners.get(key);
+    if (owner === undefined) {
+      owner = (this.#statements.deviceOwner.get(contact.projectId, contact.deviceId) as string | undefined) ?? contact.userId;
+      if (this.#owners.size >= MAX_CACHED_OWNERS) this.#owners.clear();
+      this.#owners.set(key, owner);
+      if (owner === contact.userId && !this.#touches.has(key)) {
+        // The upsert's WHERE leaves another user's device untouched: then no row changed.
+        return this.#writeTouch(contact, Date.now());
+      }
+    }
+    if (owner !== contact.userId) return false;
+    const pending = this.#touches.get(key);
+    this.#touches.set(key, {
+      ...contact,
+      ...(contact.cursor === undefined && pending?.cursor !== undefined ? { cursor: pending.cursor } : {}),
+      ...(contact.online === undefined && pending?.online !== undefined ? { online: pending.online } : {}),
+      at: Date.now(),
+    });
+    this.#touchTimer ??= setTimeout(() => this.#flushTouches(), TOUCH_FLUSH_MS);
+    return true;
+  }
+
+  #writeTouch(contact: DeviceContact, now: number): boolean {
     const { changes } = this.#statements.touchDevice.run({
       projectId: contact.projectId,
       deviceId: contact.deviceId,
       userId: contact.userId,
       cursor: contact.cursor ?? null,
       online: contact.online === undefined ? null : contact.online ? 1 : 0,
-      now: Date.now(),
+      now,
     });
     return changes === 1;
+  }
+
+  #flushTouches(): void {
+    if (this.#touchTimer) clearTimeout(this.#touchTimer);
+    this.#touchTimer = null;
+    if (this.#touches.size === 0 || !this.#db.open) return;
+    const touches = [...this.#touches.values()];
+    this.#touches.clear();
+    this.#db.transaction(() => {
+      for (const touch of touches) this.#writeTouch(touch, touch.at);
+    })();
   }
 
   listDevices(projectId: string): Promise<DeviceRecord[]> {
@@ -209,6 +305,7 @@ export class SqliteStore implements Store {
   }
 
   #listDevices(projectId: string): DeviceRecord[] {
+    this.#flushTouches();
     const rows = this.#statements.devices.all(projectId) as Array<{
       project_id: string; device_id: string; user_id: string; cursor: number; online: number; first_seen: number; last_seen: number;
     }>;
@@ -247,24 +344,24 @@ export class SqliteStore implements Store {
         // logged again, and its merge result is thrown away (nothing else was written yet).
         const logged = s.logChange.run(project.id, change.id, input.deviceId, input.userId, change.table, change.row, change.op, payload, change.clock, outcome, changeSeq, now);
         if (logged.changes === 0) {
-          const seen = s.seenChange.get(project.id, change.id) as { seq: number | null };
+          const seen = s.seenChange.get(project.id, input.deviceId, change.id) as { seq: number | null };
           results.push({ id: change.id, outcome: 'duplicate', seq: seen.seq });
           // Its first ack may have been lost, with the row state the device needed and the
           // conflicts it was to be told of.
           states.set(key, current);
           if (current !== null) returned.set(key, change);
-          conflicts.push(...this.#conflictsOf(project.id, change));
+          conflicts.push(...this.#conflictsOf(project.id, input.deviceId, change));
           continue;
         }
         if (changeSeq !== null) seq = changeSeq;
         if (result.effective || result.state !== current) {
           // A new row's values are exactly the change's: reuse that JSON instead of writing it twice.
           const values = current === null && payload !== null && !result.state.deleted ? payload : JSON.stringify(result.state.values);
-          this.#saveRow(project, scope, change, result.state, values);
+          this.#saveRow(project, scope, change, result.state, values, now);
         }
         states.set(key, result.state);
         for (const conflict of result.conflicts) {
-          s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now, change.id);
+          s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now, change.id, input.deviceId);
         }
         conflicts.push(...result.conflicts);
         results.push({ id: change.id, outcome, seq: changeSeq });
@@ -287,8 +384,8 @@ export class SqliteStore implements Store {
   }
 
   /** The conflicts recorded when `change` was first merged (for the ack of its re-push). */
-  #conflictsOf(projectId: string, change: ClientChange): Conflict[] {
-    const rows = this.#statements.conflictsOfChange.all(projectId, change.id) as ConflictRecord[];
+  #conflictsOf(projectId: string, deviceId: string, change: ClientChange): Conflict[] {
+    const rows = this.#statements.conflictsOfChange.all(projectId, deviceId, change.id) as ConflictRecord[];
     return rows.map((row) => ({
       table: row.table_name,
       row: row.row_id,
@@ -303,18 +400,18 @@ export class SqliteStore implements Store {
     const row = this.#statements.rowState.get(projectId, scope, change.table, change.row) as RowStateRecord | undefined;
     if (!row) return null;
     return {
-      values: JSON.parse(row.vals) as Record<string, ColumnValue>,
-      clocks: JSON.parse(row.clocks) as Record<string, string>,
-      seqs: JSON.parse(row.seqs) as Record<string, number>,
+      values: record(JSON.parse(row.vals) as Record<string, ColumnValue>),
+      clocks: record(JSON.parse(row.clocks) as Record<string, string>),
+      seqs: record(JSON.parse(row.seqs) as Record<string, number>),
       lastSeq: row.last_seq,
       deleted: row.deleted === 1,
       deleteClock: row.delete_clock,
     };
   }
 
-  #saveRow(project: Project, scope: string, change: ClientChange, state: RowState, values: string): void {
+  #saveRow(project: Project, scope: string, change: ClientChange, state: RowState, values: string, now: number): void {
     this.#statements.upsertRow.run(project.id, scope, change.table, change.row, values, JSON.stringify(state.clocks), JSON.stringify(state.seqs),
-      state.deleted ? 1 : 0, state.deleteClock, state.lastSeq);
+      state.deleted ? 1 : 0, state.deleteClock, state.lastSeq, now);
   }
 
   pull(input: PullInput): Promise<PullOutput> {
@@ -324,42 +421,89 @@ export class SqliteStore implements Store {
   #pull(input: PullInput): PullOutput {
     const db = this.#db;
     const read = db.transaction((): PullOutput => {
-      // Only a fresh device's first page may leave deletes out: it holds none of those rows. Every
-      // later page sends them (a row of the first page may be deleted meanwhile), so the count of
-      // what remains includes them on every page, and done + remaining stays one total.
-      const { page, count } = this.#pullStatements(input.scopes.length, input.cursor === 0 && input.fresh === true);
-      const rows = page.all(input.projectId, ...input.scopes, input.cursor, input.limit + 1) as Array<
-        Omit<RowStateRecord, 'seqs'> & { table_name: string; row_id: string }
-      >;
+      // A cursor older than the tombstone horizon may stand for rows whose deletes were forgotten:
+      // the catch-up starts over from 0 as a re-sync (a fresh device at 0 holds no rows to drop).
+      const horizon = (this.#statements.horizon.get(input.projectId) as number | undefined) ?? 0;
+      const fresh = input.fresh === true && input.cursor === 0;
+      const resync = input.resyncing !== true && !fresh && input.cursor < horizon;
+      const resyncing = resync || input.resyncing === true;
+      const from = resync ? 0 : input.cursor;
+      // A fresh device's first page may leave deletes out: it holds none of those rows. Every later
+      // page sends them (a row of the first page may be deleted meanwhile), so the count of what
+      // remains includes them on every page, and done + remaining stays one total. A re-sync
+      // sends no deletes on any page: the device drops every row it was not sent.
+      const { page, count } = this.#pullStatements(input.scopes.length, fresh || resyncing, !resyncing);
+      const perScope = input.scopes.flatMap((scope) => [input.projectId, scope, from, input.limit + 1]);
+      const rows = page.all(...perScope, input.limit + 1) as Array<Omit<RowStateRecord, 'seqs'> & { table_name: string; row_id: string }>;
       const hasMore = rows.length > input.limit;
       const batch = rows.slice(0, input.limit);
       const changes = batch.map((r) =>
-        toRowChange(r.table_name, r.row_id, { values: JSON.parse(r.vals) as Record<string, ColumnValue>, clocks: JSON.parse(r.clocks) as Record<string, string>, seqs: {}, lastSeq: r.last_seq, deleted: r.deleted === 1, deleteClock: r.delete_clock }),
+        toRowChange(r.table_name, r.row_id, {
+          values: JSON.parse(r.vals) as Record<string, ColumnValue>,
+          clocks: JSON.parse(r.clocks) as Record<string, string>,
+          seqs: {},
+          lastSeq: r.last_seq,
+          deleted: r.deleted === 1,
+          deleteClock: r.delete_clock,
+        }),
       );
       const last = batch.at(-1)?.last_seq;
-      const cursor = hasMore && last !== undefined ? last : ((this.#statements.lastSeq.get(input.projectId) as number | undefined) ?? input.cursor);
-      const remaining = hasMore
-        ? (count.get(input.projectId, ...input.scopes, cursor) as number)
-        : 0;
-      return { changes, cursor, hasMore, remaining };
+      const cursor = hasMore && last !== undefined ? last : ((this.#statements.lastSeq.get(input.projectId) as number | undefined) ?? from);
+      const remaining = hasMore ? (count.get(...input.scopes.flatMap((scope) => [input.projectId, scope, cursor])) as number) : 0;
+      return { changes, cursor, hasMore, remaining, ...(resync ? { resync: true } : {}) };
     });
     return read.deferred();
   }
 
-  /** The catch-up statements for a number of scopes, with or without deleted rows, prepared once. */
-  #pullStatements(scopeCount: number, skipDeletes: boolean): { page: Database.Statement; count: Database.Statement } {
-    const key = `${scopeCount}:${skipDeletes}`;
+  /**
+   * The catch-up statements for a number of scopes, prepared once per shape. Each scope is read
+   * by its own range of the (project, scope, last_seq) index, already in seq order, and the ranges
+   * are merged: no scan of the project, no sort, whatever the cursor.
+   */
+  #pullStatements(scopeCount: number, skipDeletes: boolean, countDeletes: boolean): { page: Database.Statement; count: Database.Statement } {
+    const key = `${scopeCount}:${skipDeletes}:${countDeletes}`;
     let statements = this.#pullCache.get(key);
     if (!statements) {
-      const scopes = Array.from({ length: scopeCount }, () => '?').join(', ');
-      const where = `project_id = ? AND scope IN (${scopes}) AND last_seq > ?`;
+      const range = 'project_id = ? AND scope = ? AND last_seq > ?';
+      const columns = 'table_name, row_id, vals, clocks, deleted, delete_clock, last_seq';
+      const scopePage = `SELECT * FROM (SELECT ${columns} FROM row_state WHERE ${range}${skipDeletes ? ' AND deleted = 0' : ''} ORDER BY last_seq LIMIT ?)`;
+      const scopeCount_ = `(SELECT count(*) FROM row_state WHERE ${range}${countDeletes ? '' : ' AND deleted = 0'})`;
       statements = {
-        page: this.#db.prepare(`SELECT table_name, row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state WHERE ${where}${skipDeletes ? ' AND deleted = 0' : ''} ORDER BY last_seq LIMIT ?`),
-        count: this.#db.prepare(`SELECT count(*) FROM row_state WHERE ${where}`).pluck(),
+        page: this.#db.prepare(`${Array.from({ length: scopeCount }, () => scopePage).join(' UNION ALL ')} ORDER BY last_seq LIMIT ?`),
+        count: this.#db.prepare(`SELECT ${Array.from({ length: scopeCount }, () => scopeCount_).join(' + ')}`).pluck(),
       };
       this.#pullCache.set(key, statements);
     }
     return statements;
+  }
+
+  async compact(retention: Retention, now = Date.now()): Promise<CompactionResult> {
+    this.#flushTouches();
+    const s = this.#statements;
+    const result = { changes: 0, conflicts: 0, tombstones: 0 };
+    // In chunks, each its own short transaction, with the event loop let go in between: a large
+    // backlog never holds up a request for long.
+    const chunks = async (run: () => number): Promise<number> => {
+      let total = 0;
+      for (;;) {
+        const done = run();
+        total += done;
+        if (done < COMPACT_CHUNK || !this.#db.open) return total;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    };
+    result.changes = await chunks(() => s.compactChanges.run(now - retention.changeLogMs, COMPACT_CHUNK).changes);
+    result.conflicts = await chunks(() => s.compactConflicts.run(now - retention.conflictsMs, COMPACT_CHUNK).changes);
+    result.tombstones = await chunks(
+      this.#db.transaction(() => {
+        const removed = s.compactTombstones.all(now - retention.tombstonesMs, COMPACT_CHUNK) as Array<{ project_id: string; last_seq: number }>;
+        const horizons = new Map<string, number>();
+        for (const row of removed) horizons.set(row.project_id, Math.max(horizons.get(row.project_id) ?? 0, row.last_seq));
+        for (const [projectId, horizon] of horizons) s.raiseHorizon.run(horizon, projectId);
+        return removed.length;
+      }),
+    );
+    return result;
   }
 
   currentSeq(projectId: string): Promise<number> {
@@ -368,7 +512,9 @@ export class SqliteStore implements Store {
 
   close(): Promise<void> {
     return settle(() => {
-      if (this.#db.open) this.#db.close();
+      if (!this.#db.open) return;
+      this.#flushTouches();
+      this.#db.close();
     });
   }
 }

@@ -5,8 +5,9 @@
  * The contract every implementation guarantees:
  * - push() is atomic: every change of the batch is merged and committed in one transaction, or
  *   none is, and it resolves only after that commit. It never acknowledges what it did not store.
- * - push() is idempotent by change id within a project: a change id seen before yields outcome
- *   'duplicate' with the seq it got the first time, and changes nothing.
+ * - push() is idempotent by change id per device: a change id the same device pushed before (within
+ *   the change-log retention) yields outcome 'duplicate' with the seq it got the first time, and
+ *   changes nothing. Another device's change with the same id is its own change.
  * - seq numbers are assigned per project inside the committing transaction, under a per-project
  *   lock. Commit order therefore equals seq order, and a reader never sees seq n+1 committed
  *   before seq n (the gap-free cursor).
@@ -26,9 +27,15 @@
  *   counts the rows above the returned cursor, deletes included, so that the rows done plus those
  *   remaining make the same total on every page of one catch-up. When nothing more is left, the
  *   cursor returned is the project's highest committed seq.
+ * - Compaction forgets change-log entries, conflicts and deleted rows' tombstones older than their
+ *   retention, and raises the project's horizon to the highest seq of a tombstone it removed. A
+ *   pull whose cursor is below the horizon (and that is not fresh at 0, nor already re-syncing)
+ *   starts over from 0 with `resync`: it and every later page of that catch-up (`resyncing`) send
+ *   no deletes, and the device drops every row the catch-up did not send.
  * - No read or write crosses a project, and pull() never returns a row outside the scopes asked for.
  */
 import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
+import type { Retention } from '../limits.js';
 import type { Conflict, Resolver, Strategy } from '../merge.js';
 
 export interface Project {
@@ -81,6 +88,8 @@ export interface PullInput {
   readonly limit: number;
   /** The device holds no row of these scopes (Hello.fresh): at cursor 0, deleted rows may be left out. */
   readonly fresh?: boolean;
+  /** An earlier page of this catch-up came back with `resync`: it goes on as a re-sync. */
+  readonly resyncing?: boolean;
 }
 
 export interface PullOutput {
@@ -89,6 +98,15 @@ export interface PullOutput {
   readonly hasMore: boolean;
   /** Rows still to come after this batch. */
   readonly remaining: number;
+  /** The cursor asked for was below the tombstone horizon: this page starts a re-sync from 0. */
+  readonly resync?: true;
+}
+
+export interface CompactionResult {
+  /** Change-log entries, conflicts and tombstones removed. */
+  readonly changes: number;
+  readonly conflicts: number;
+  readonly tombstones: number;
 }
 
 export interface DeviceContact {
@@ -122,6 +140,11 @@ export interface Store {
   pull(input: PullInput): Promise<PullOutput>;
   /** The project's highest committed seq. */
   currentSeq(projectId: string): Promise<number>;
+  /**
+   * Removes what is older than its retention at `now` (default: the present; see the contract),
+   * in short steps that never hold up requests for long.
+   */
+  compact(retention: Retention, now?: number): Promise<CompactionResult>;
   close(): Promise<void>;
 }
 

@@ -8,6 +8,7 @@
 import type { ClientChange, QuarantineEntry, RowChange } from '../../lib/protocol/change.js';
 import type { Row } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
+import { own, record } from '../../lib/protocol/values.js';
 
 export interface QuarantineError {
   readonly kind: string;
@@ -76,14 +77,14 @@ export class Quarantine {
     ]);
     for (const entry of entries) {
       const held = JSON.parse(String(entry.change)) as RowChange;
-      const values = { ...held.values };
-      const clocks = { ...held.clocks };
+      const values = record(held.values);
+      const clocks = record(held.clocks);
       if (change.op === 'delete') {
         if (Object.values(clocks).every((clock) => clock < change.clock) && (held.deleteClock ?? '') < change.clock) this.remove(Number(entry.id));
         continue;
       }
       for (const column of Object.keys(change.values ?? {})) {
-        if ((clocks[column] ?? '') < change.clock) {
+        if ((own(clocks, column) ?? '') < change.clock) {
           delete values[column];
           delete clocks[column];
         }

@@ -38,7 +38,7 @@
  */
 import type { ClientChange, PushResult, QuarantineEntry, RowChange } from '../../lib/protocol/change.js';
 import { ErrorKind } from '../../lib/protocol/error-kind.js';
-import type { ColumnValue } from '../../lib/protocol/values.js';
+import { own, type ColumnValue } from '../../lib/protocol/values.js';
 import type { SqlValue } from '../../lib/protocol/worker-api.js';
 import { EngineError } from '../engine-error.js';
 import type { Engine } from '../engine.js';
@@ -190,6 +190,16 @@ export class Replica {
     return this.cursor === 0 && this.#state('acknowledged') !== 1;
   }
 
+  /**
+   * A full re-sync is under way (Changes.resync): it started and has not ended yet. One cut off
+   * goes on at the next connection from the cursor it reached: its pages come in seq order, so the
+   * catch-up from there sends the rest, and the rows it had recorded stay recorded. (A cursor still
+   * below the horizon makes the server start it over.)
+   */
+  get resyncing(): boolean {
+    return this.#state('resync') === 1;
+  }
+
   /** When the last batch from the server was applied (ms since the epoch), kept across reloads. */
   get lastSyncedAt(): number | null {
     const at = this.#engine.query('SELECT last_sync_at AS t FROM __pocketsync_device_state WHERE id = 1')[0]?.t;
@@ -269,12 +279,14 @@ export class Replica {
    * Applies a batch of remote row changes and moves the cursor to `cursor`, atomically. Returns the
    * rows the local schema refused, now in the quarantine.
    */
-  apply(changes: readonly RowChange[], cursor: number): QuarantineEntry[] {
+  apply(changes: readonly RowChange[], cursor: number, catchUp: { resync?: boolean; done?: boolean } = {}): QuarantineEntry[] {
     const applied = this.cursor;
     const unseen = changes.filter((change) => change.seq > applied);
-    if (unseen.length === 0 && cursor <= applied) return []; // redelivered: nothing new
+    const resyncing = catchUp.resync === true || this.resyncing;
+    if (!resyncing && unseen.length === 0 && cursor <= applied) return []; // redelivered: nothing new
     const out: QuarantineEntry[] = [];
     this.#transaction(() => {
+      if (resyncing) this.#resync(changes, catchUp.resync === true);
       if (this.#schemaChanged()) out.push(...this.#catchUpSchema());
       out.push(...this.#applyRows(unseen));
       // What the batch brought may be what a quarantined row was missing (a parent row that a
@@ -290,8 +302,49 @@ export class Replica {
         engine.execute(KEEP_CLOCK_SQL, [mark]);
         engine.execute(PRUNE_MARKS_SQL);
       }
+      if (resyncing && catchUp.done === true) this.#endResync();
     });
     return out;
+  }
+
+  /**
+   * A page of a re-sync: its rows are recorded as the server's (those at or below the cursor too,
+   * which were applied before and are skipped). The page that starts one forgets what an earlier,
+   * cut-off one had recorded.
+   */
+  #resync(changes: readonly RowChange[], starts: boolean): void {
+    const engine = this.#engine;
+    if (starts) {
+      this.#setState('resync', 1);
+      engine.execute('DELETE FROM __pocketsync_resync_seen');
+    }
+    const seen = changes.filter((change) => !change.deleted).map((change) => [change.table, change.row]);
+    if (seen.length > 0) {
+      engine.execute('INSERT OR IGNORE INTO __pocketsync_resync_seen (table_name, ps_global_id) SELECT value ->> 0, value ->> 1 FROM json_each(?)', [JSON.stringify(seen)]);
+    }
+  }
+
+  /**
+   * The re-sync sent every row the server holds: a synced row it did not send was deleted on the
+   * server longer ago than its tombstones are kept, and goes, unless this device has a change of it
+   * still to push or in its quarantine (its own write, which the server has yet to judge). Rows kept
+   * for tables this version lacks go the same way.
+   */
+  #endResync(): void {
+    const engine = this.#engine;
+    engine.applyWithoutCapture(() => {
+      for (const table of engine.syncedTables) {
+        engine.execute(
+          `DELETE FROM ${quoteIdentifier(table)} WHERE ps_global_id NOT IN (SELECT ps_global_id FROM __pocketsync_resync_seen WHERE table_name = ?1)
+             AND ps_global_id NOT IN (SELECT ps_global_id FROM __pocketsync_changes WHERE table_name = ?1)
+             AND ps_global_id NOT IN (SELECT ps_global_id FROM __pocketsync_quarantine WHERE table_name = ?1 AND direction = 'local')`,
+          [table],
+        );
+      }
+    });
+    engine.execute('DELETE FROM __pocketsync_stash WHERE NOT EXISTS (SELECT 1 FROM __pocketsync_resync_seen AS s WHERE s.table_name = __pocketsync_stash.table_name AND s.ps_global_id = __pocketsync_stash.ps_global_id)');
+    engine.execute('DELETE FROM __pocketsync_resync_seen');
+    engine.execute("DELETE FROM __pocketsync_replica_state WHERE key = 'resync'");
   }
 
   /**
@@ -542,7 +595,7 @@ export class Replica {
       columns.push(column);
       params.push(fromWire(value));
       const localClock = local?.columns.get(column);
-      if (localClock === undefined || localClock <= (change.clocks?.[column] ?? '')) replaced.push(column);
+      if (localClock === undefined || localClock <= (own(change.clocks, column) ?? '')) replaced.push(column);
     }
     if (unknown !== null) {
       this.#stash.put({ table: change.table, row: change.row, values: unknown, clocks: change.clocks ?? {}, seq: change.seq, whole: false });

@@ -7,7 +7,7 @@
  * rules against local state (Replica.afterSchemaChange).
  */
 import type { RowChange } from '../../lib/protocol/change.js';
-import type { ColumnValue } from '../../lib/protocol/values.js';
+import { own, record, type ColumnValue } from '../../lib/protocol/values.js';
 import type { Engine } from '../engine.js';
 import { rowKey } from './quarantine.js';
 
@@ -41,11 +41,11 @@ export class Stash {
   put(entry: StashEntry): void {
     const engine = this.#engine;
     const [old] = engine.query('SELECT vals, clocks, seq FROM __pocketsync_stash WHERE ps_global_id = ? AND table_name = ?', [entry.row, entry.table]);
-    const values: Record<string, ColumnValue> = old ? (JSON.parse(String(old.vals)) as Record<string, ColumnValue>) : {};
-    const clocks: Record<string, string> = old ? (JSON.parse(String(old.clocks)) as Record<string, string>) : {};
+    const values = record<ColumnValue>(old ? (JSON.parse(String(old.vals)) as Record<string, ColumnValue>) : undefined);
+    const clocks = record<string>(old ? (JSON.parse(String(old.clocks)) as Record<string, string>) : undefined);
     for (const [column, value] of Object.entries(entry.values)) {
-      const clock = entry.clocks[column] ?? '';
-      if ((clocks[column] ?? '') <= clock) {
+      const clock = own(entry.clocks, column) ?? '';
+      if ((own(clocks, column) ?? '') <= clock) {
         values[column] = value;
         clocks[column] = clock;
       }

@@ -258,14 +258,17 @@ export class SyncLoop {
     const message: DownMessage = parsed.message;
     switch (message.type) {
       case 'changes': {
+        const catchingUp = this.#status.state === 'catching-up';
+        const resyncEnds = catchingUp && !message.hasMore && (message.resync === true || this.#replica.resyncing);
         try {
-          this.#quarantined(this.#replica.apply(message.changes, message.cursor));
+          this.#quarantined(this.#replica.apply(message.changes, message.cursor, { resync: message.resync === true, done: catchingUp && !message.hasMore }));
         } catch (error) {
           // The batch was rolled back and the cursor did not move: the next attempt gets it again.
           this.#retry(toErrorData(error));
           return;
         }
-        const tables = [...new Set(message.changes.map((c) => c.table))];
+        // A re-sync's end may drop rows of any synced table.
+        const tables = resyncEnds ? this.#engine.syncedTables : [...new Set(message.changes.map((c) => c.table))];
         if (tables.length > 0) this.#options.onRemoteTables?.(tables);
         if (this.#status.state === 'catching-up') {
           this.#done += message.changes.length;
@@ -308,7 +311,7 @@ export class SyncLoop {
       case 'error': {
         if (message.kind === ErrorKind.Auth) this.#refusedToken(message);
         else if (message.kind === ErrorKind.Version || message.kind === ErrorKind.NotFound) this.#fail(message);
-        else if (message.kind === ErrorKind.Internal && this.#inFlight) this.#pushFailed(message);
+        else if ((message.kind === ErrorKind.Internal || message.kind === ErrorKind.RateLimited) && this.#inFlight) this.#pushFailed(message);
         // A push refused whole, or a fault during catch-up: per-change outcomes make a refused
         // push a protocol error, so the connection starts over, later.
         else this.#retry(message);
@@ -356,8 +359,9 @@ export class SyncLoop {
   }
 
   /**
-   * The server failed on the push in flight (kind 'internal') and stored none of it: the push is
-   * sent again on this connection after a growing delay, staying live.
+   * The server failed on the push in flight (kind 'internal'), or refused it for its rate
+   * ('rate-limited'), and stored none of it: the push is sent again on this connection after a
+   * growing delay, staying live.
    */
   #pushFailed(error: ErrorData): void {
     const delay = this.#delay(this.#pushRetries++);
