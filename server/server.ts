@@ -111,6 +111,12 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxMessageBytes });
   const perAddress = new Map<string, number>();
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node removes its own error listener from an upgraded socket: without this one, a client that
+    // resets the connection while its upgrade is answered or refused would crash the process.
+    socket.on('error', (error: Error & { code?: string }) => {
+      log({ event: 'socket-error', path: request.url, code: error.code, message: error.message });
+      socket.destroy();
+    });
     const path = SYNC_PATH.exec(new URL(request.url ?? '/', 'http://localhost').pathname);
     if (!path) return refuseUpgrade(socket, 404, ErrorKind.NotFound, `no WebSocket endpoint at ${request.url ?? ''}`);
     const address = request.socket.remoteAddress ?? '';

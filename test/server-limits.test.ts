@@ -222,6 +222,34 @@ describe('a socket that closes early', () => {
     await live.next((m): m is Changes => m.type === 'changes' && m.changes.some((c) => c.row === 'r1'));
     expect(s.hub.connections).toBe(2);
   });
+
+  it('a client that resets its connection while its upgrade is answered does not bring the server down', async () => {
+    const { server: s } = await start();
+    const upgrade = (path: string) =>
+      `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    // Refused (no such endpoint) and accepted upgrades alike, reset before the answer is written.
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(
+        Array.from(
+          { length: 20 },
+          (_, i) =>
+            new Promise<void>((resolve) => {
+              const socket = connect(s.port, '127.0.0.1', () => {
+                socket.write(upgrade(i % 2 === 0 ? '/v1/nowhere' : '/v1/projects/p/sync'));
+                setImmediate(() => {
+                  socket.resetAndDestroy();
+                  resolve();
+                });
+              });
+              socket.on('error', () => resolve());
+            }),
+        ),
+      );
+    }
+    await waitFor(() => lines.some((line) => line.event === 'socket-error' && line.code === 'ECONNRESET'), 5_000, 'a reset logged');
+    expect((await fetch(`${s.url}v1/health`)).status).toBe(200);
+    await waitFor(() => s.hub.connections === 0, 5_000, 'no socket left');
+  });
 });
 
 describe('column names that are JavaScript built-ins', () => {
