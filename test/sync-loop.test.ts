@@ -169,6 +169,37 @@ describe('sync loop', () => {
     expect(server.hub.connections).toBe(1);
   });
 
+  it('when its token expires on an open socket, asks for a fresh one and carries on from its cursor', async () => {
+    let calls = 0;
+    // Tokens that live two seconds: the server closes the socket when each one expires.
+    const shortLived = () => (calls++, mintUserToken(project, 'alice', 2));
+    const hellos: Array<{ cursor: number }> = [];
+    class Recording extends WebSocket {
+      override send(data: string): void {
+        const frame = JSON.parse(data) as { type: string; cursor: number };
+        if (frame.type === 'hello') hellos.push(frame);
+        super.send(data);
+      }
+    }
+    const a = await device('device-a', shortLived, { socket: Recording });
+    const longToken = await mintUserToken(project, 'alice');
+    const b = await device('device-b', () => longToken);
+    b.loop.start();
+    for (let i = 0; i < 5; i++) b.engine.insert('todos', { title: `before ${i}` });
+    b.loop.localWrite();
+    await waitFor(() => b.loop.status.state === 'live' && b.loop.status.pending === 0, 5_000, "B's writes acknowledged");
+    a.loop.start();
+    await waitFor(() => titles(a.engine).length === 5, 5_000, 'A caught up');
+    await waitFor(() => hellos.length >= 2 && a.loop.status.state === 'live', 10_000, 'A reconnected with a fresh token');
+    expect(calls).toBeGreaterThanOrEqual(2);
+    expect(hellos[0]!.cursor).toBe(0);
+    expect(hellos[1]!.cursor).toBeGreaterThanOrEqual(5);
+    b.engine.insert('todos', { title: 'after' });
+    b.loop.localWrite();
+    await waitFor(() => titles(a.engine).includes('after'), 5_000, "B's later write to reach A");
+    expect(titles(a.engine)).toEqual(titles(b.engine));
+  });
+
   it('quarantines a change the server rejects (a clock hours fast) with the server\'s reason, and goes on syncing', async () => {
     const token = await mintUserToken(project, 'alice');
     let ahead = 2 * 3_600_000;
