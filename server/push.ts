@@ -55,10 +55,13 @@ export async function acceptPush(store: Store, request: PushRequest): Promise<{ 
   return { out, ack };
 }
 
-/** The id of a change too malformed to parse, so the device can match the rejection ('' when it has none). */
+/**
+ * The id of a change too malformed to parse, so the device can match the rejection: '' when it has
+ * none the ack may carry (an ack naming a malformed id would itself fail the protocol's schema).
+ */
 function idOf(raw: unknown): string {
   const id = typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined;
-  return typeof id === 'string' ? id : '';
+  return v.is(IdSchema, id) ? id : '';
 }
 
 /** The refusal of a hello or push naming a device id that Store.touchDevice found bound to another user. */
