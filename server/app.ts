@@ -12,6 +12,7 @@
  *        out; a page with `resync: true` starts a re-sync, and the pages after it are asked for
  *        with resyncing=1 until hasMore is false)
  */
+import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import * as v from 'valibot';
@@ -69,6 +70,14 @@ export function createApp(options: AppOptions): Hono {
     return c.json({ kind: ErrorKind.Internal, message: 'internal error' }, 500);
   });
   app.notFound((c) => c.json({ kind: ErrorKind.NotFound, message: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  // A reply sent before its request's body was read (a refusal) ends the connection, and says so:
+  // the rest of that body cannot be told from the next request, so a client reusing the
+  // connection would wait for an answer that never comes.
+  app.use('*', async (c, next) => {
+    await next();
+    const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
+    if (incoming && !incoming.complete) c.res.headers.set('Connection', 'close');
+  });
   app.use(
     '/v1/*',
     bodyLimit({

@@ -5,6 +5,7 @@
  * behind, column names that are JavaScript built-ins are ordinary or refused, and tokens, change
  * ids and cursors are checked as the protocol says.
  */
+import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { sign } from 'hono/jwt';
 import WebSocket from 'ws';
@@ -201,6 +202,36 @@ describe('every limit before the work', () => {
     socket.write(`POST /v1/projects/p/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"deviceId":`);
     await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('still open after 5 s')), 5_000))]);
     expect(answer).toMatch(/^HTTP\/1\.1 408|^$/);
+  });
+
+  it('ends the connection after refusing a request before its body was read, and says so', async () => {
+    const { server: s } = await start();
+    const socket: Socket = connect(s.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    // No admin key: refused before the body is read. The rest of the body never comes, so the
+    // connection cannot carry another request, and the client must be told not to reuse it.
+    socket.write(`POST /v1/admin/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n{"id":"${'x'.repeat(1000)}`);
+    await waitFor(() => answer.includes('\r\n\r\n'), 5_000, 'the answer');
+    expect(answer).toMatch(/^HTTP\/1\.1 401/);
+    expect(answer.toLowerCase()).toContain('connection: close');
+    await closed;
+    // A request whose body was read keeps its connection.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        request(`${s.url}v1/health`, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+        })
+          .on('error', reject)
+          .end();
+      });
+    expect(await get()).toEqual({ status: 200, connection: 'keep-alive' });
+    expect(await get()).toEqual({ status: 200, connection: 'keep-alive' });
+    agent.destroy();
   });
 });
 
