@@ -87,13 +87,18 @@ export class SyncSocket {
   closed(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#clearTimer();
     if (this.#subscriber) {
       this.#deps.hub.remove(this.#subscriber);
       this.#offline(this.#subscriber.deviceId);
       this.#deps.log({ event: 'disconnect', project: this.#project.id, user: this.#user?.userId, device: this.#subscriber.deviceId });
     }
+  }
+
+  /** The hello deadline, or the token's expiry: one timer at a time. */
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
   }
 
   #offline(deviceId: string): void {
@@ -126,6 +131,7 @@ export class SyncSocket {
   async #hello(hello: Hello): Promise<void> {
     if (this.#user !== null || this.#greeted) throw new ServerError(ErrorKind.Invalid, 'hello was already said');
     this.#greeted = true;
+    this.#clearTimer();
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new ServerError(ErrorKind.Version, `this server speaks protocol version ${PROTOCOL_VERSION}, not ${hello.protocolVersion}`);
     }
@@ -183,6 +189,7 @@ export class SyncSocket {
   /** Closes the socket when the token expires; the device says hello again with a fresh one. */
   #expireAt(expiresAt: number): void {
     const left = expiresAt - Date.now();
+    this.#clearTimer();
     this.#timer = setTimeout(() => {
       this.#timer = null;
       if (this.#closed) return;

@@ -5,6 +5,7 @@
  * behind, column names that are JavaScript built-ins are ordinary or refused, and tokens, change
  * ids and cursors are checked as the protocol says.
  */
+import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { sign } from 'hono/jwt';
@@ -112,6 +113,19 @@ describe('every limit before the work', () => {
     const next = await device(s, project, 'alice', 'd2');
     next.send({ type: 'push', changes: [change('ok', { a: 1 })] });
     expect((await next.next(isType('ack'))).results).toMatchObject([{ outcome: 'applied' }]);
+  });
+
+  it('leaves nothing running once closed: the process exits, though the hello deadline is a minute', async () => {
+    // A child process says hello, closes its socket, closes the server, and should then exit at
+    // once: a timer left armed (the hello deadline after the hello) would hold it for a minute.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/hello-and-close.ts'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await waitFor(() => out.includes('closed'), 20_000, 'the server closed');
+    const closedAt = Date.now();
+    expect(await exited).toBe(0);
+    expect(Date.now() - closedAt).toBeLessThan(5_000);
   });
 
   it('closes a socket that says no hello within the deadline, saying why', async () => {
