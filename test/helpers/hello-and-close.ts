@@ -16,7 +16,7 @@ const server = await createServer({ store, adminKey: 'admin', log: null, limits:
 const ws = new WebSocket(syncUrl(server));
 await new Promise((resolve) => ws.once('open', resolve));
 ws.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'd1', cursor: 0, token: await mintUserToken(project, 'alice') }));
-await new Promise<void>((resolve) => ws.on('message', (data) => (String(data).includes('"hasMore":false') ? resolve() : undefined)));
+await new Promise<void>((resolve) => ws.on('message', (data: Buffer) => (data.toString('utf8').includes('"hasMore":false') ? resolve() : undefined)));
 ws.close();
 await new Promise((resolve) => ws.once('close', resolve));
 while (server.hub.connections > 0) await new Promise((resolve) => setImmediate(resolve));
