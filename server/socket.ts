@@ -169,11 +169,14 @@ export class SyncSocket {
     // Once a page starts a re-sync (the cursor was below the tombstone horizon), the rest of the
     // catch-up is part of it.
     let resyncing = false;
+    // Counted once, on the first page; later pages count down from it.
+    let remaining: number | undefined;
     for (;;) {
-      const batch = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit: this.#deps.batchSize, fresh, resyncing });
+      const batch = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit: this.#deps.batchSize, fresh, resyncing, ...(remaining === undefined ? {} : { remaining }) });
       if (this.#closed) return;
       this.#send({ type: 'changes', ...batch });
       cursor = batch.cursor;
+      remaining = batch.remaining;
       resyncing ||= batch.resync === true;
       if (!batch.hasMore) break;
       // Between batches, everyone else's work runs; and nothing more is read while the device has

@@ -113,16 +113,30 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
       expect(fromTwo.changes).toEqual([deleted]);
     });
 
-    it.each([true, false])('counts the same total on every page of a catch-up with deletes (fresh: %s)', async (isFresh) => {
+    it.each([
+      [true, false],
+      [false, false],
+      [true, true],
+      [false, true],
+    ])('counts the same total on every page of a catch-up with deletes (fresh: %s, counting down from the last page: %s)', async (isFresh, countDown) => {
       await fresh();
       await push(Array.from({ length: 30 }, (_, i) => upsert(`r${i}`, i + 1, { n: i }, 'todos', 'insert')));
       // Deletes both inside the first page and beyond it.
       await push([remove('r2', 100), remove('r25', 101), remove('r5', 102), remove('r27', 103)]);
       let cursor = 0;
       let done = 0;
+      let remaining: number | undefined;
       const totals: number[] = [];
       for (let page = 0; ; page++) {
-        const batch = await store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor, limit: 7, ...(page === 0 && isFresh ? { fresh: true } : {}) });
+        const batch = await store.pull({
+          projectId: 'p1',
+          scopes: scopesOf('alice'),
+          cursor,
+          limit: 7,
+          ...(page === 0 && isFresh ? { fresh: true } : {}),
+          ...(countDown && remaining !== undefined ? { remaining } : {}),
+        });
+        remaining = batch.remaining;
         done += batch.changes.length;
         totals.push(done + batch.remaining);
         cursor = batch.cursor;

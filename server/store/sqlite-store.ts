@@ -449,7 +449,11 @@ export class SqliteStore implements Store {
       );
       const last = batch.at(-1)?.last_seq;
       const cursor = hasMore && last !== undefined ? last : ((this.#statements.lastSeq.get(input.projectId) as number | undefined) ?? from);
-      const remaining = hasMore ? (count.get(...input.scopes.flatMap((scope) => [input.projectId, scope, cursor])) as number) : 0;
+      const remaining = !hasMore
+        ? 0
+        : input.remaining !== undefined && !resync
+          ? Math.max(0, input.remaining - batch.length)
+          : (count.get(...input.scopes.flatMap((scope) => [input.projectId, scope, cursor])) as number);
       return { changes, cursor, hasMore, remaining, ...(resync ? { resync: true } : {}) };
     });
     return read.deferred();

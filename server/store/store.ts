@@ -90,6 +90,13 @@ export interface PullInput {
   readonly fresh?: boolean;
   /** An earlier page of this catch-up came back with `resync`: it goes on as a re-sync. */
   readonly resyncing?: boolean;
+  /**
+   * What the previous page of this catch-up said remained. The store then counts down from it (by
+   * the rows of this page) instead of counting again: a count reads every remaining row's index
+   * entry, so counting on each page would make a catch-up quadratic. Rows committed since that
+   * count are sent all the same, but not counted.
+   */
+  readonly remaining?: number;
 }
 
 export interface PullOutput {
