@@ -22,7 +22,7 @@ const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 export async function mintUserToken(project: Project, userId: string, ttlSeconds = 24 * 3600): Promise<string> {
   if (!USER_ID.test(userId)) throw new ServerError(ErrorKind.Invalid, 'a user id is 1-128 characters of A-Z a-z 0-9 _ . @ : -');
   const now = Math.floor(Date.now() / 1000);
-  return sign({ sub: userId, project: project.id, iat: now, exp: now + ttlSeconds }, project.secret, 'HS256');
+  return sign({ sub: userId, project: project.id, iat: now, exp: now + ttlSeconds }, await hmacKey(project.secret), 'HS256');
 }
 
 /**
@@ -34,7 +34,7 @@ export async function verifyUserToken(token: string | undefined, project: Projec
   let payload: Record<string, unknown>;
   try {
     // The expiry is checked below, after the signature, so that a forged token is called forged.
-    payload = await verify(token, project.secret, { alg: 'HS256', exp: false });
+    payload = await verify(token, await hmacKey(project.secret), { alg: 'HS256', exp: false });
   } catch (error) {
     const name = error instanceof Error ? error.name : '';
     const reason =
@@ -55,6 +55,23 @@ export async function verifyUserToken(token: string | undefined, project: Projec
     throw new ServerError(ErrorKind.Auth, `the token is valid for longer than this server accepts (exp at most ${maxLifetimeSeconds} s ahead)`);
   }
   return { userId: payload.sub, projectId: project.id, expiresAt: exp * 1000 };
+}
+
+const keys = new Map<string, Promise<CryptoKey>>();
+const MAX_KEYS = 10_000;
+
+/**
+ * A project's secret as an HMAC key, imported once: an import costs about as much as a check.
+ * (Handed a string, hono/jwt would also read a secret containing "PUBLIC" or "PRIVATE" as a PEM key.)
+ */
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = keys.get(secret);
+  if (!key) {
+    if (keys.size >= MAX_KEYS) keys.clear();
+    key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+    keys.set(secret, key);
+  }
+  return key;
 }
 
 /** Whether `given` is `expected`, in time that does not depend on where they differ. */

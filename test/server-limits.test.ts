@@ -6,6 +6,7 @@
  * ids and cursors are checked as the protocol says.
  */
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { sign } from 'hono/jwt';
@@ -360,6 +361,23 @@ describe('tokens, change ids, cursors, keys', () => {
     expect(error).toMatchObject({ kind: 'auth', message: 'the token has expired' });
     expect(await short.closed()).toBe(4001);
     expect(s.hub.connections).toBe(1);
+  });
+
+  it('takes any secret as an HMAC key, even one that reads like a PEM label', async () => {
+    const store = new SqliteStore(':memory:');
+    const secret = 'my-PUBLIC-KEY-is-not-PRIVATE-at-all-0123456789';
+    const project = await store.createProject({ id: 'p', secret });
+    server = await createServer({ store, adminKey: 'admin', log: null });
+    // Signed as an app's backend would, with any JWT library: HMAC-SHA256 over the secret's bytes.
+    const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: 'alice', project: 'p', exp: Math.floor(Date.now() / 1000) + 600 })}`;
+    const external = `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+    for (const token of [external, await mintUserToken(project, 'alice')]) {
+      const socket = await open(server);
+      socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'd1', cursor: 0, token });
+      await socket.next((m): m is Changes => m.type === 'changes' && !m.hasMore);
+      socket.close();
+    }
   });
 
   it('deduplicates change ids per device: another user\'s change with the same id is its own', async () => {
