@@ -24,7 +24,8 @@ import { acceptPush, anotherUsersDevice, PushEnvelopeSchema } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { RateLimiter, ServerLimits } from './limits.js';
 import type { Resolver } from './merge.js';
-import { scopesOf, type Project, type Store } from './store/store.js';
+import type { RowChange } from '../lib/protocol/change.js';
+import { scopesOf, type Project, type PullOutput, type Store } from './store/store.js';
 
 export interface SocketDeps {
   readonly store: Store;
@@ -52,6 +53,8 @@ const UpFrameSchema = v.variant('type', [HelloSchema, PushEnvelopeSchema]);
 
 /** The catch-up stops sending while this much is queued for the device, until it has read it. */
 const MAX_BUFFERED_BYTES = 4 * LIMITS.maxMessageBytes;
+/** Rows read from the store at a time during a catch-up (a batch is one or more slices). */
+const READ_SLICE = 250;
 /** Node's setTimeout takes at most this (about 24.8 days); a later expiry is re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -172,15 +175,26 @@ export class SyncSocket {
     // Counted once, on the first page; later pages count down from it.
     let remaining: number | undefined;
     for (;;) {
-      const batch = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit: this.#deps.batchSize, fresh, resyncing, ...(remaining === undefined ? {} : { remaining }) });
+      // A batch is read in slices, with everyone else's work run between them (a slice of a large
+      // catch-up holds the event loop for a few milliseconds); the device gets it as one frame.
+      const changes: RowChange[] = [];
+      let page: PullOutput;
+      let startsResync = false;
+      do {
+        const limit = Math.min(READ_SLICE, this.#deps.batchSize - changes.length);
+        page = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit, fresh: fresh && cursor === 0, resyncing, ...(remaining === undefined ? {} : { remaining }) });
+        if (this.#closed) return;
+        changes.push(...page.changes);
+        cursor = page.cursor;
+        remaining = page.remaining;
+        startsResync ||= page.resync === true;
+        resyncing ||= page.resync === true;
+        if (page.hasMore && changes.length < this.#deps.batchSize) await new Promise<void>((resolve) => setImmediate(resolve));
+      } while (page.hasMore && changes.length < this.#deps.batchSize && !this.#closed);
       if (this.#closed) return;
-      this.#send({ type: 'changes', ...batch });
-      cursor = batch.cursor;
-      remaining = batch.remaining;
-      resyncing ||= batch.resync === true;
-      if (!batch.hasMore) break;
-      // Between batches, everyone else's work runs; and nothing more is read while the device has
-      // not yet taken what was sent.
+      this.#send({ type: 'changes', changes, cursor, hasMore: page.hasMore, remaining: page.remaining, ...(startsResync ? { resync: true as const } : {}) });
+      if (!page.hasMore) break;
+      // Nothing more is read while the device has not yet taken what was sent.
       await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.#ws.bufferedAmount > MAX_BUFFERED_BYTES && !this.#closed) await new Promise<void>((resolve) => setTimeout(resolve, 5));
       if (this.#closed) return;
