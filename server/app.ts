@@ -7,10 +7,11 @@
  *   POST /v1/admin/projects                       admin key  → create a project
  *   POST /v1/projects/:project/dev/token          dev mode   → a token for a named user (the dev project only)
  *   POST /v1/projects/:project/push               user token → ack
- *   GET  /v1/projects/:project/pull?cursor&limit&fresh&resyncing&deviceId  user token → changes
+ *   GET  /v1/projects/:project/pull?cursor&limit&fresh&continuing&deviceId  user token → changes
  *        (fresh=1: the device holds none of its rows, so a pull from cursor 0 may leave deleted rows
- *        out; a page with `resync: true` starts a re-sync, and the pages after it are asked for
- *        with resyncing=1 until hasMore is false)
+ *        out; continuing=1: a later page of one catch-up, asked for with the cursor the last page
+ *        gave, so it is not checked against the tombstone horizon again; a page with
+ *        `resync: true` starts a re-sync, which goes on with continuing=1 until hasMore is false)
  */
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
@@ -138,9 +139,9 @@ export function createApp(options: AppOptions): Hono {
     if (limit < 1) throw new ServerError(ErrorKind.Invalid, 'limit must be at least 1');
     const fresh = c.req.query('fresh');
     if (fresh !== undefined && fresh !== '0' && fresh !== '1') throw new ServerError(ErrorKind.Invalid, 'fresh must be 0 or 1');
-    const resyncing = c.req.query('resyncing');
-    if (resyncing !== undefined && resyncing !== '0' && resyncing !== '1') throw new ServerError(ErrorKind.Invalid, 'resyncing must be 0 or 1');
-    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1', resyncing: resyncing === '1' });
+    const continuing = c.req.query('continuing');
+    if (continuing !== undefined && continuing !== '0' && continuing !== '1') throw new ServerError(ErrorKind.Invalid, 'continuing must be 0 or 1');
+    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1', continuing: continuing === '1' });
     const deviceId = c.req.query('deviceId');
     if (deviceId !== undefined && v.is(IdSchema, deviceId)) {
       await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId, cursor: batch.cursor });

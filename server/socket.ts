@@ -169,9 +169,9 @@ export class SyncSocket {
     let cursor = hello.cursor;
     // `fresh` lets the first page leave deletes out; later pages have a cursor above 0.
     const fresh = hello.fresh === true;
-    // Once a page starts a re-sync (the cursor was below the tombstone horizon), the rest of the
-    // catch-up is part of it.
-    let resyncing = false;
+    // Only the first read is checked against the tombstone horizon; the rest continue it (as a
+    // re-sync, when the first one started one).
+    let continuing = false;
     // Counted once, on the first page; later pages count down from it.
     let remaining: number | undefined;
     for (;;) {
@@ -182,13 +182,13 @@ export class SyncSocket {
       let startsResync = false;
       do {
         const limit = Math.min(READ_SLICE, this.#deps.batchSize - changes.length);
-        page = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit, fresh: fresh && cursor === 0, resyncing, ...(remaining === undefined ? {} : { remaining }) });
+        page = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit, fresh: fresh && !continuing, continuing, ...(remaining === undefined ? {} : { remaining }) });
         if (this.#closed) return;
         changes.push(...page.changes);
         cursor = page.cursor;
         remaining = page.remaining;
         startsResync ||= page.resync === true;
-        resyncing ||= page.resync === true;
+        continuing = true;
         if (page.hasMore && changes.length < this.#deps.batchSize) await new Promise<void>((resolve) => setImmediate(resolve));
       } while (page.hasMore && changes.length < this.#deps.batchSize && !this.#closed);
       if (this.#closed) return;

@@ -927,10 +927,10 @@ function httpArb(f: Fixture): fc.Arbitrary<HttpCase> {
     fc.string({ unit: 'binary', maxLength: 8 }).map(encodeURIComponent),
   );
   const queryArb = fc
-    .array(fc.tuple(fc.constantFrom('cursor', 'limit', 'fresh', 'resyncing', 'deviceId', '__proto__', 'constructor', 'x'), queryValueArb), { maxLength: 5 })
+    .array(fc.tuple(fc.constantFrom('cursor', 'limit', 'fresh', 'continuing', 'deviceId', '__proto__', 'constructor', 'x'), queryValueArb), { maxLength: 5 })
     .map((pairs) => (pairs.length === 0 ? '' : `?${pairs.map(([k, value]) => `${k}=${value}`).join('&')}`));
   const goodQueryArb = fc
-    .record({ cursor: fc.nat(50), limit: fc.integer({ min: 1, max: 6000 }), fresh: fc.constantFrom('0', '1'), resyncing: fc.constantFrom('0', '1'), deviceId: deviceIdArb }, { requiredKeys: [] })
+    .record({ cursor: fc.nat(50), limit: fc.integer({ min: 1, max: 6000 }), fresh: fc.constantFrom('0', '1'), continuing: fc.constantFrom('0', '1'), deviceId: deviceIdArb }, { requiredKeys: [] })
     .map((q) => (Object.keys(q).length === 0 ? '' : `?${new URLSearchParams(Object.entries(q).map(([k, value]) => [k, String(value)])).toString()}`));
   const authArb = fc.oneof(
     fc.constant(undefined),

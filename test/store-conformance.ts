@@ -297,7 +297,7 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
       const all = { changeLogMs: 0, conflictsMs: 0, tombstonesMs: 0, compactEveryMs: 60_000 };
       const none = { changeLogMs: 3_600_000, conflictsMs: 3_600_000, tombstonesMs: 3_600_000, compactEveryMs: 60_000 };
       const later = () => Date.now() + 1000;
-      const pull = (cursor: number, extra: { limit?: number; fresh?: boolean; resyncing?: boolean } = {}) =>
+      const pull = (cursor: number, extra: { limit?: number; fresh?: boolean; continuing?: boolean } = {}) =>
         store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor, limit: extra.limit ?? 100, ...extra });
 
       it('keeps everything within its retention', async () => {
@@ -310,13 +310,13 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         expect(page.changes.map((c) => [c.row, c.deleted])).toEqual([['r2', true]]);
       });
 
-      it('forgets tombstones past their retention; a cursor below the horizon re-syncs from 0 without deletes', async () => {
+      it('forgets tombstones past their retention; a cursor below the horizon re-syncs from 0', async () => {
         await fresh();
         await push([upsert('r1', 1, { a: 1 }, 'todos', 'insert'), upsert('r2', 2, { a: 2 }, 'todos', 'insert'), upsert('r3', 3, { a: 3 }, 'todos', 'insert')]);
         await push([remove('r2', 4), remove('r3', 5)]);
         await push([upsert('r4', 6, { a: 4 }, 'todos', 'insert')]);
         expect((await store.compact(all, later())).tombstones).toBe(2);
-        // Below the horizon (seq 5): a re-sync, whole and without deletes.
+        // Below the horizon (seq 5): a re-sync, whole (the forgotten deletes cannot be sent).
         const resync = await pull(2);
         expect(resync).toMatchObject({ resync: true, hasMore: false, cursor: 6 });
         expect(resync.changes.map((c) => c.row)).toEqual(['r1', 'r4']);
@@ -328,17 +328,33 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         expect((await store.pull({ projectId: 'p2', scopes: scopesOf('alice'), cursor: 0, limit: 10 })).resync).toBeUndefined();
       });
 
-      it('a re-sync over several pages: only the first says so, none sends a delete, and done + remaining is one total', async () => {
+      it('a re-sync over several pages: only the first says so, and a delete made during it is sent', async () => {
         await fresh();
         await push([1, 2, 3, 4, 5].map((i) => upsert(`r${i}`, i, { i }, 'todos', 'insert')));
         await push([remove('r1', 10)]);
         await store.compact(all, later());
-        await push([remove('r5', 11)]); // a delete after the horizon: no row to send either
         const pages = [await pull(0, { limit: 2 })];
-        while (pages.at(-1)?.hasMore) pages.push(await pull(pages.at(-1)!.cursor, { limit: 2, resyncing: true }));
-        expect(pages.map((p) => p.resync ?? false)).toEqual([true, false]);
-        expect(pages.flatMap((p) => p.changes.map((c) => [c.row, c.deleted]))).toEqual([['r2', false], ['r3', false], ['r4', false]]);
-        expect(pages[0]!.changes.length + pages[0]!.remaining).toBe(3);
+        // r2, sent on the first page, is deleted before the next.
+        await push([remove('r2', 11)]);
+        while (pages.at(-1)?.hasMore) pages.push(await pull(pages.at(-1)!.cursor, { limit: 2, continuing: true }));
+        expect(pages.map((p) => p.resync ?? false)).toEqual([true, false, false]);
+        expect(pages.flatMap((p) => p.changes.map((c) => [c.row, c.deleted]))).toEqual([['r2', false], ['r3', false], ['r4', false], ['r5', false], ['r2', true]]);
+      });
+
+      it('a later page of a catch-up is not checked against the horizon again: a fresh device does not start over', async () => {
+        await fresh();
+        await push([1, 2, 3].map((i) => upsert(`r${i}`, i, { i }, 'todos', 'insert')));
+        await push([remove('r3', 4)]);
+        await store.compact(all, later());
+        await push([4, 5, 6].map((i) => upsert(`r${i}`, 10 + i, { i }, 'todos', 'insert')));
+        // Horizon 4: the fresh first page ends at a cursor below it.
+        const first = await pull(0, { limit: 2, fresh: true });
+        expect(first.cursor).toBeLessThan(4);
+        const pages = [first];
+        while (pages.at(-1)?.hasMore) pages.push(await pull(pages.at(-1)!.cursor, { limit: 2, continuing: true }));
+        expect(pages.some((p) => p.resync)).toBe(false);
+        expect(pages.flatMap((p) => p.changes.map((c) => c.row))).toEqual(['r1', 'r2', 'r4', 'r5', 'r6']);
+        expect(first.changes.length + first.remaining).toBe(5);
       });
 
       it('forgets change-log entries and conflicts past their retention: a change id older than that is merged again', async () => {

@@ -273,7 +273,14 @@ export class SqliteStore implements Store {
       ...(contact.online === undefined && pending?.online !== undefined ? { online: pending.online } : {}),
       at: Date.now(),
     });
-    this.#touchTimer ??= setTimeout(() => this.#flushTouches(), TOUCH_FLUSH_MS);
+    this.#touchTimer ??= setTimeout(() => {
+      try {
+        this.#flushTouches();
+      } catch (error) {
+        // Last-seen times and cursors only: lost, and written again at the device's next contact.
+        console.error(JSON.stringify({ event: 'error', kind: 'internal', message: `device contacts were not written: ${String(error)}` }));
+      }
+    }, TOUCH_FLUSH_MS);
     return true;
   }
 
@@ -425,14 +432,12 @@ export class SqliteStore implements Store {
       // the catch-up starts over from 0 as a re-sync (a fresh device at 0 holds no rows to drop).
       const horizon = (this.#statements.horizon.get(input.projectId) as number | undefined) ?? 0;
       const fresh = input.fresh === true && input.cursor === 0;
-      const resync = input.resyncing !== true && !fresh && input.cursor < horizon;
-      const resyncing = resync || input.resyncing === true;
+      const resync = input.continuing !== true && !fresh && input.cursor < horizon;
       const from = resync ? 0 : input.cursor;
-      // A fresh device's first page may leave deletes out: it holds none of those rows. Every later
-      // page sends them (a row of the first page may be deleted meanwhile), so the count of what
-      // remains includes them on every page, and done + remaining stays one total. A re-sync
-      // sends no deletes on any page: the device drops every row it was not sent.
-      const { page, count } = this.#pullStatements(input.scopes.length, fresh || resyncing, !resyncing);
+      // A fresh device's first page may leave deletes out: it holds none of those rows. Every other
+      // page sends them, a re-sync's too (a row of an earlier page may be deleted meanwhile), so the
+      // count of what remains includes them on every page, and done + remaining stays one total.
+      const { page, count } = this.#pullStatements(input.scopes.length, fresh);
       const perScope = input.scopes.flatMap((scope) => [input.projectId, scope, from, input.limit + 1]);
       const rows = page.all(...perScope, input.limit + 1) as Array<Omit<RowStateRecord, 'seqs'> & { table_name: string; row_id: string }>;
       const hasMore = rows.length > input.limit;
@@ -464,14 +469,14 @@ export class SqliteStore implements Store {
    * by its own range of the (project, scope, last_seq) index, already in seq order, and the ranges
    * are merged: no scan of the project, no sort, whatever the cursor.
    */
-  #pullStatements(scopeCount: number, skipDeletes: boolean, countDeletes: boolean): { page: Database.Statement; count: Database.Statement } {
-    const key = `${scopeCount}:${skipDeletes}:${countDeletes}`;
+  #pullStatements(scopeCount: number, skipDeletes: boolean): { page: Database.Statement; count: Database.Statement } {
+    const key = `${scopeCount}:${skipDeletes}`;
     let statements = this.#pullCache.get(key);
     if (!statements) {
       const range = 'project_id = ? AND scope = ? AND last_seq > ?';
       const columns = 'table_name, row_id, vals, clocks, deleted, delete_clock, last_seq';
       const scopePage = `SELECT * FROM (SELECT ${columns} FROM row_state WHERE ${range}${skipDeletes ? ' AND deleted = 0' : ''} ORDER BY last_seq LIMIT ?)`;
-      const scopeCount_ = `(SELECT count(*) FROM row_state WHERE ${range}${countDeletes ? '' : ' AND deleted = 0'})`;
+      const scopeCount_ = `(SELECT count(*) FROM row_state WHERE ${range})`;
       statements = {
         page: this.#db.prepare(`${Array.from({ length: scopeCount }, () => scopePage).join(' UNION ALL ')} ORDER BY last_seq LIMIT ?`),
         count: this.#db.prepare(`SELECT ${Array.from({ length: scopeCount }, () => scopeCount_).join(' + ')}`).pluck(),

@@ -29,9 +29,10 @@
  *   cursor returned is the project's highest committed seq.
  * - Compaction forgets change-log entries, conflicts and deleted rows' tombstones older than their
  *   retention, and raises the project's horizon to the highest seq of a tombstone it removed. A
- *   pull whose cursor is below the horizon (and that is not fresh at 0, nor already re-syncing)
- *   starts over from 0 with `resync`: it and every later page of that catch-up (`resyncing`) send
- *   no deletes, and the device drops every row the catch-up did not send.
+ *   pull whose cursor is below the horizon (and that is neither fresh at 0 nor a later page of one
+ *   catch-up, `continuing`) starts over from 0 with `resync`, and the device drops every row the
+ *   catch-up did not send. Its pages send deletes as any catch-up does: a row sent on one page may
+ *   be deleted before the last.
  * - No read or write crosses a project, and pull() never returns a row outside the scopes asked for.
  */
 import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
@@ -88,8 +89,11 @@ export interface PullInput {
   readonly limit: number;
   /** The device holds no row of these scopes (Hello.fresh): at cursor 0, deleted rows may be left out. */
   readonly fresh?: boolean;
-  /** An earlier page of this catch-up came back with `resync`: it goes on as a re-sync. */
-  readonly resyncing?: boolean;
+  /**
+   * A later page of one catch-up (its cursor is one the store returned): it is not checked against
+   * the tombstone horizon again. A re-sync goes on this way; so does a fresh device's catch-up.
+   */
+  readonly continuing?: boolean;
   /**
    * What the previous page of this catch-up said remained. The store then counts down from it (by
    * the rows of this page) instead of counting again: a count reads every remaining row's index
