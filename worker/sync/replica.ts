@@ -343,6 +343,8 @@ export class Replica {
       }
     });
     engine.execute('DELETE FROM __pocketsync_stash WHERE NOT EXISTS (SELECT 1 FROM __pocketsync_resync_seen AS s WHERE s.table_name = __pocketsync_stash.table_name AND s.ps_global_id = __pocketsync_stash.ps_global_id)');
+    // A remote row held in the quarantine that the re-sync did not send is gone on the server too.
+    engine.execute("DELETE FROM __pocketsync_quarantine WHERE direction = 'remote' AND NOT EXISTS (SELECT 1 FROM __pocketsync_resync_seen AS s WHERE s.table_name = __pocketsync_quarantine.table_name AND s.ps_global_id = __pocketsync_quarantine.ps_global_id)");
     engine.execute('DELETE FROM __pocketsync_resync_seen');
     engine.execute("DELETE FROM __pocketsync_replica_state WHERE key = 'resync'");
   }
