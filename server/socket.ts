@@ -53,6 +53,8 @@ const UpFrameSchema = v.variant('type', [HelloSchema, PushEnvelopeSchema]);
 
 /** The catch-up stops sending while this much is queued for the device, until it has read it. */
 const MAX_BUFFERED_BYTES = 4 * LIMITS.maxMessageBytes;
+/** WebSocket close code 1011: the server met a condition that kept it from going on. */
+const INTERNAL_ERROR = 1011;
 /** Rows read from the store at a time during a catch-up (a batch is one or more slices). */
 const READ_SLICE = 250;
 /** Node's setTimeout takes at most this (about 24.8 days); a later expiry is re-armed. */
@@ -71,6 +73,8 @@ export class SyncSocket {
   /** Said hello (valid or not): the hello deadline no longer applies. */
   #greeted = false;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  /** Caught up: the fan-out sends it every change as it commits. */
+  #live = false;
 
   constructor(deps: SocketDeps, project: Project, ws: Peer) {
     this.#deps = deps;
@@ -201,6 +205,7 @@ export class SyncSocket {
     }
     this.#cursor = cursor;
     this.#deps.hub.live(subscriber, cursor);
+    this.#live = true;
   }
 
   /** Closes the socket when the token expires; the device says hello again with a fresh one. */
@@ -236,9 +241,15 @@ export class SyncSocket {
     const kind = known ? error.kind : ErrorKind.Internal;
     const message = known ? error.message : 'internal error';
     this.#deps.log({ event: 'error', project: this.#project.id, user: this.#user?.userId, kind, message: known ? message : String(error) });
-    // Before authentication there is nothing to keep the socket open for.
-    if (this.#user === null || kind === ErrorKind.Auth || kind === ErrorKind.Version) {
-      const code = kind === ErrorKind.Auth ? CloseCode.auth : kind === ErrorKind.Version ? CloseCode.version : kind === ErrorKind.RateLimited ? CloseCode.rateLimited : CloseCode.invalid;
+    // Before authentication there is nothing to keep the socket open for; a catch-up that failed
+    // cannot go on (the device says hello again, after its back-off).
+    if (this.#user === null || !this.#live || kind === ErrorKind.Auth || kind === ErrorKind.Version) {
+      const code =
+        kind === ErrorKind.Auth ? CloseCode.auth
+        : kind === ErrorKind.Version ? CloseCode.version
+        : kind === ErrorKind.RateLimited ? CloseCode.rateLimited
+        : kind === ErrorKind.Internal ? INTERNAL_ERROR
+        : CloseCode.invalid;
       this.#refuse(kind, message, code);
     } else {
       this.#send({ type: 'error', kind, message });

@@ -269,6 +269,19 @@ describe('a socket that closes early', () => {
     expect(s.hub.connections).toBe(2);
   });
 
+  it('closes a socket whose catch-up failed (1011), leaving no subscriber behind', async () => {
+    const { server: s, project } = await start();
+    await seed(s, 'alice', 20_000);
+    const socket = await open(s);
+    socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'd1', cursor: 0, token: await mintUserToken(project, 'alice') });
+    await socket.next(isType('changes'));
+    // The store goes away under the catch-up: its next read fails.
+    await s.store.close();
+    expect(await socket.closed()).toBe(1011);
+    expect(socket.received.find((m) => m.type === 'error')).toMatchObject({ kind: 'internal' });
+    await waitFor(() => s.hub.connections === 0, 5_000, 'the subscriber removed');
+  });
+
   it('a client that resets its connection while its upgrade is answered does not bring the server down', async () => {
     const { server: s } = await start();
     const upgrade = (path: string) =>
