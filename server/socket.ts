@@ -53,6 +53,10 @@ const UpFrameSchema = v.variant('type', [HelloSchema, PushEnvelopeSchema]);
 
 /** The catch-up stops sending while this much is queued for the device, until it has read it. */
 const MAX_BUFFERED_BYTES = 4 * LIMITS.maxMessageBytes;
+/** Frames a socket may have waiting to be handled; one more closes it (4029). */
+const MAX_WAITING_FRAMES = 16;
+/** A catch-up whose device reads nothing of what was sent for this long is closed. */
+const MAX_STALL_MS = 60_000;
 /** WebSocket close code 1011: the server met a condition that kept it from going on. */
 const INTERNAL_ERROR = 1011;
 /** Rows read from the store at a time during a catch-up (a batch is one or more slices). */
@@ -75,6 +79,8 @@ export class SyncSocket {
   #timer: ReturnType<typeof setTimeout> | null = null;
   /** Caught up: the fan-out sends it every change as it commits. */
   #live = false;
+  /** Frames received and not yet handled. */
+  #waiting = 0;
 
   constructor(deps: SocketDeps, project: Project, ws: Peer) {
     this.#deps = deps;
@@ -88,7 +94,18 @@ export class SyncSocket {
   }
 
   message(data: unknown): void {
-    this.#queue = this.#queue.then(() => this.#handle(data)).catch((error: unknown) => this.#fail(error));
+    if (this.#closed) return;
+    // Frames wait their turn in memory (up to 1 MiB each): a device that sends while its catch-up
+    // or its last push is still being handled may have only so many waiting.
+    if (this.#waiting >= MAX_WAITING_FRAMES) {
+      this.#refuse(ErrorKind.RateLimited, `more than ${MAX_WAITING_FRAMES} frames wait to be handled: wait for the answers`, CloseCode.rateLimited);
+      return;
+    }
+    this.#waiting++;
+    this.#queue = this.#queue
+      .then(() => this.#handle(data))
+      .catch((error: unknown) => this.#fail(error))
+      .finally(() => this.#waiting--);
   }
 
   closed(): void {
@@ -198,9 +215,14 @@ export class SyncSocket {
       if (this.#closed) return;
       this.#send({ type: 'changes', changes, cursor, hasMore: page.hasMore, remaining: page.remaining, ...(startsResync ? { resync: true as const } : {}) });
       if (!page.hasMore) break;
-      // Nothing more is read while the device has not yet taken what was sent.
+      // Nothing more is read while the device has not yet taken what was sent; one that takes
+      // nothing for a minute is let go (the fan-out keeps its scopes' changes meanwhile).
       await new Promise<void>((resolve) => setImmediate(resolve));
-      while (this.#ws.bufferedAmount > MAX_BUFFERED_BYTES && !this.#closed) await new Promise<void>((resolve) => setTimeout(resolve, 5));
+      const stalled = Date.now() + MAX_STALL_MS;
+      while (this.#ws.bufferedAmount > MAX_BUFFERED_BYTES && !this.#closed) {
+        if (Date.now() > stalled) throw new ServerError(ErrorKind.Invalid, `the device read none of its catch-up for ${MAX_STALL_MS / 1000} s`);
+        await new Promise<void>((resolve) => setTimeout(resolve, 5));
+      }
       if (this.#closed) return;
     }
     this.#cursor = cursor;

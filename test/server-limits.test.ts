@@ -269,6 +269,18 @@ describe('a socket that closes early', () => {
     expect(s.hub.connections).toBe(2);
   });
 
+  it('closes a socket with more than 16 frames waiting to be handled (4029), before it holds more', async () => {
+    const { server: s, project } = await start();
+    await seed(s, 'alice', 30_000);
+    const socket = await open(s);
+    socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'd1', cursor: 0, token: await mintUserToken(project, 'alice') });
+    // While the catch-up runs, frames wait behind it.
+    for (let i = 0; i < 40; i++) socket.send({ type: 'push', changes: [change(`w${i}`, { i })] });
+    expect(await socket.closed(20_000)).toBe(4029);
+    expect(socket.received.find((m) => m.type === 'error')).toMatchObject({ kind: 'rate-limited' });
+    await waitFor(() => s.hub.connections === 0, 5_000, 'the subscriber removed');
+  });
+
   it('closes a socket whose catch-up failed (1011), leaving no subscriber behind', async () => {
     const { server: s, project } = await start();
     await seed(s, 'alice', 20_000);
