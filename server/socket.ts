@@ -61,6 +61,8 @@ const MAX_STALL_MS = 60_000;
 const INTERNAL_ERROR = 1011;
 /** Rows read from the store at a time during a catch-up (a batch is one or more slices). */
 const READ_SLICE = 250;
+/** Lets everyone else's waiting work run. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 /** Node's setTimeout takes at most this (about 24.8 days); a later expiry is re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -199,9 +201,9 @@ export class SyncSocket {
       // A batch is read in slices, with everyone else's work run between them (a slice of a large
       // catch-up holds the event loop for a few milliseconds); the device gets it as one frame.
       const changes: RowChange[] = [];
-      let page: PullOutput;
       let startsResync = false;
-      do {
+      let page: PullOutput;
+      for (;;) {
         const limit = Math.min(READ_SLICE, this.#deps.batchSize - changes.length);
         page = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit, fresh: fresh && !continuing, continuing, ...(remaining === undefined ? {} : { remaining }) });
         if (this.#closed) return;
@@ -210,14 +212,14 @@ export class SyncSocket {
         remaining = page.remaining;
         startsResync ||= page.resync === true;
         continuing = true;
-        if (page.hasMore && changes.length < this.#deps.batchSize) await new Promise<void>((resolve) => setImmediate(resolve));
-      } while (page.hasMore && changes.length < this.#deps.batchSize && !this.#closed);
-      if (this.#closed) return;
+        await nextTurn();
+        if (this.#closed) return;
+        if (!page.hasMore || changes.length >= this.#deps.batchSize) break;
+      }
       this.#send({ type: 'changes', changes, cursor, hasMore: page.hasMore, remaining: page.remaining, ...(startsResync ? { resync: true as const } : {}) });
       if (!page.hasMore) break;
       // Nothing more is read while the device has not yet taken what was sent; one that takes
       // nothing for a minute is let go (the fan-out keeps its scopes' changes meanwhile).
-      await new Promise<void>((resolve) => setImmediate(resolve));
       const stalled = Date.now() + MAX_STALL_MS;
       while (this.#ws.bufferedAmount > MAX_BUFFERED_BYTES && !this.#closed) {
         if (Date.now() > stalled) throw new ServerError(ErrorKind.Invalid, `the device read none of its catch-up for ${MAX_STALL_MS / 1000} s`);
