@@ -10,8 +10,9 @@
  *   GET  /v1/projects/:project/pull?cursor&limit&fresh&continuing&deviceId  user token → changes
  *        (fresh=1: the device holds none of its rows, so a pull from cursor 0 may leave deleted rows
  *        out; continuing=1: a later page of one catch-up, asked for with the cursor the last page
- *        gave, so it is not checked against the tombstone horizon again; a page with
- *        `resync: true` starts a re-sync, which goes on with continuing=1 until hasMore is false)
+ *        gave, and since=the cursor the catch-up began at (left out by a fresh device and within a
+ *        re-sync); a page with `resync: true` starts a re-sync, which goes on with continuing=1
+ *        until hasMore is false)
  */
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
@@ -141,7 +142,8 @@ export function createApp(options: AppOptions): Hono {
     if (fresh !== undefined && fresh !== '0' && fresh !== '1') throw new ServerError(ErrorKind.Invalid, 'fresh must be 0 or 1');
     const continuing = c.req.query('continuing');
     if (continuing !== undefined && continuing !== '0' && continuing !== '1') throw new ServerError(ErrorKind.Invalid, 'continuing must be 0 or 1');
-    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1', continuing: continuing === '1' });
+    const since = c.req.query('since') === undefined ? undefined : integerParam(c.req.query('since'), 'since', 0);
+    const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1', continuing: continuing === '1', ...(since === undefined ? {} : { since }) });
     const deviceId = c.req.query('deviceId');
     if (deviceId !== undefined && v.is(IdSchema, deviceId)) {
       await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId, cursor: batch.cursor });

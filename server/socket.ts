@@ -192,9 +192,10 @@ export class SyncSocket {
     let cursor = hello.cursor;
     // `fresh` lets the first page leave deletes out; later pages have a cursor above 0.
     const fresh = hello.fresh === true;
-    // Only the first read is checked against the tombstone horizon; the rest continue it (as a
-    // re-sync, when the first one started one).
+    // Every read is checked against the tombstone horizon by the cursor the device began with (a
+    // compaction may run meanwhile); a fresh device's and a re-sync's hold only what they were sent.
     let continuing = false;
+    let since: number | undefined = fresh ? undefined : hello.cursor;
     // Counted once, on the first page; later pages count down from it.
     let remaining: number | undefined;
     for (;;) {
@@ -205,12 +206,24 @@ export class SyncSocket {
       let page: PullOutput;
       for (;;) {
         const limit = Math.min(READ_SLICE, this.#deps.batchSize - changes.length);
-        page = await this.#deps.store.pull({ projectId: this.#project.id, scopes: [...subscriber.scopes], cursor, limit, fresh: fresh && !continuing, continuing, ...(remaining === undefined ? {} : { remaining }) });
+        page = await this.#deps.store.pull({
+          projectId: this.#project.id,
+          scopes: [...subscriber.scopes],
+          cursor,
+          limit,
+          fresh: fresh && !continuing,
+          continuing,
+          ...(since === undefined ? {} : { since }),
+          ...(remaining === undefined ? {} : { remaining }),
+        });
         if (this.#closed) return;
         changes.push(...page.changes);
         cursor = page.cursor;
         remaining = page.remaining;
-        startsResync ||= page.resync === true;
+        if (page.resync) {
+          startsResync = true;
+          since = undefined;
+        }
         continuing = true;
         await nextTurn();
         if (this.#closed) return;

@@ -297,7 +297,7 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
       const all = { changeLogMs: 0, conflictsMs: 0, tombstonesMs: 0, compactEveryMs: 60_000 };
       const none = { changeLogMs: 3_600_000, conflictsMs: 3_600_000, tombstonesMs: 3_600_000, compactEveryMs: 60_000 };
       const later = () => Date.now() + 1000;
-      const pull = (cursor: number, extra: { limit?: number; fresh?: boolean; continuing?: boolean } = {}) =>
+      const pull = (cursor: number, extra: { limit?: number; fresh?: boolean; continuing?: boolean; since?: number } = {}) =>
         store.pull({ projectId: 'p1', scopes: scopesOf('alice'), cursor, limit: extra.limit ?? 100, ...extra });
 
       it('keeps everything within its retention', async () => {
@@ -339,6 +339,23 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         while (pages.at(-1)?.hasMore) pages.push(await pull(pages.at(-1)!.cursor, { limit: 2, continuing: true }));
         expect(pages.map((p) => p.resync ?? false)).toEqual([true, false, false]);
         expect(pages.flatMap((p) => p.changes.map((c) => [c.row, c.deleted]))).toEqual([['r2', false], ['r3', false], ['r4', false], ['r5', false], ['r2', true]]);
+      });
+
+      it('a compaction during a catch-up that forgets deletes of rows the device held makes its next page a re-sync', async () => {
+        await fresh();
+        await push([1, 2, 3].map((i) => upsert(`r${i}`, i, { i }, 'todos', 'insert')));
+        // The device holds r1-r3 (cursor 3). Later: more rows, and r1 deleted.
+        await push([4, 5, 6, 7].map((i) => upsert(`r${i}`, i, { i }, 'todos', 'insert')));
+        await push([remove('r1', 8)]);
+        const first = await pull(3, { limit: 2 });
+        expect(first.resync).toBeUndefined();
+        // The delete of r1 (seq 8) is forgotten before the page that would have sent it.
+        expect((await store.compact(all, later())).tombstones).toBe(1);
+        const next = await pull(first.cursor, { limit: 100, continuing: true, since: 3 });
+        expect(next.resync).toBe(true);
+        expect(next.changes.map((c) => c.row)).toEqual(['r2', 'r3', 'r4', 'r5', 'r6', 'r7']);
+        // Without a since (a fresh device's catch-up, or a re-sync), no start over.
+        expect((await pull(first.cursor, { limit: 100, continuing: true })).resync).toBeUndefined();
       });
 
       it('a later page of a catch-up is not checked against the horizon again: a fresh device does not start over', async () => {

@@ -432,7 +432,8 @@ export class SqliteStore implements Store {
       // the catch-up starts over from 0 as a re-sync (a fresh device at 0 holds no rows to drop).
       const horizon = (this.#statements.horizon.get(input.projectId) as number | undefined) ?? 0;
       const fresh = input.fresh === true && input.cursor === 0;
-      const resync = input.continuing !== true && !fresh && input.cursor < horizon;
+      const checked = input.continuing === true ? input.since : input.cursor;
+      const resync = !fresh && checked !== undefined && checked < horizon;
       const from = resync ? 0 : input.cursor;
       // A fresh device's first page may leave deletes out: it holds none of those rows. Every other
       // page sends them, a re-sync's too (a row of an earlier page may be deleted meanwhile), so the

@@ -29,9 +29,9 @@
  *   cursor returned is the project's highest committed seq.
  * - Compaction forgets change-log entries, conflicts and deleted rows' tombstones older than their
  *   retention, and raises the project's horizon to the highest seq of a tombstone it removed. A
- *   pull whose cursor is below the horizon (and that is neither fresh at 0 nor a later page of one
- *   catch-up, `continuing`) starts over from 0 with `resync`, and the device drops every row the
- *   catch-up did not send. Its pages send deletes as any catch-up does: a row sent on one page may
+ *   pull whose cursor is below the horizon (and that is not fresh at 0), or a later page of one
+ *   catch-up (`continuing`) whose `since` is, starts over from 0 with `resync`, and the device
+ *   drops every row the catch-up did not send. Its pages send deletes as any catch-up does: a row sent on one page may
  *   be deleted before the last.
  * - No read or write crosses a project, and pull() never returns a row outside the scopes asked for.
  */
@@ -90,10 +90,17 @@ export interface PullInput {
   /** The device holds no row of these scopes (Hello.fresh): at cursor 0, deleted rows may be left out. */
   readonly fresh?: boolean;
   /**
-   * A later page of one catch-up (its cursor is one the store returned): it is not checked against
-   * the tombstone horizon again. A re-sync goes on this way; so does a fresh device's catch-up.
+   * A later page of one catch-up (its cursor is one the store returned). Its cursor is not checked
+   * against the tombstone horizon; `since` is, when given.
    */
   readonly continuing?: boolean;
+  /**
+   * With `continuing`: the cursor the device held when this catch-up began. A compaction during
+   * the catch-up may have forgotten deletes of rows it held then: when the horizon has risen above
+   * `since`, the page starts a re-sync. A fresh device's catch-up and a re-sync give none: what
+   * they hold came from this catch-up, and is alive or deleted since (a tombstone too new to go).
+   */
+  readonly since?: number;
   /**
    * What the previous page of this catch-up said remained. The store then counts down from it (by
    * the rows of this page) instead of counting again: a count reads every remaining row's index
