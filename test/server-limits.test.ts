@@ -323,6 +323,46 @@ describe('a socket that closes early', () => {
   });
 });
 
+describe('a compaction during a catch-up', () => {
+  it('that forgets deletes of rows the device held turns the catch-up into a re-sync, which ends with the server\'s rows', async () => {
+    const store = new SqliteStore(':memory:');
+    const project = await store.createProject({ id: 'p', secret: 's'.repeat(32) });
+    server = await createServer({ store, adminKey: 'admin', log: null, batchSize: 100 });
+    const s = server;
+    await seed(s, 'alice', 500);
+    // The device held all 500 (cursor 500); then 2,000 more rows, and 10 of its rows deleted.
+    for (let i = 0; i < 2000; i += 1000) {
+      await s.store.push({ projectId: 'p', userId: 'alice', deviceId: 'seeder', deviceCursor: 0, changes: Array.from({ length: 1000 }, (_, j) => change(`more${i + j}`, { i: i + j }, 'todos', 'seeder')) });
+    }
+    const deletes = Array.from({ length: 10 }, (_, i): ClientChange => ({ ...change(`seed${i}`, {}, 'todos', 'seeder'), op: 'delete', values: undefined }));
+    await s.store.push({ projectId: 'p', userId: 'alice', deviceId: 'seeder', deviceCursor: 0, changes: deletes });
+    const socket = await open(s);
+    socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'd1', cursor: 500, token: await mintUserToken(project, 'alice') });
+    await socket.next(isType('changes'));
+    const all = { changeLogMs: 0, conflictsMs: 0, tombstonesMs: 0, compactEveryMs: 60_000 };
+    expect((await s.store.compact(all, Date.now() + 1000)).tombstones).toBe(10);
+    await socket.next((m): m is Changes => m.type === 'changes' && !m.hasMore, 0, 20_000);
+    // The device's rows: what it held, with each frame applied, and at a re-sync's end only what it sent.
+    const frames = socket.received.filter((m): m is Changes => m.type === 'changes');
+    const starts = frames.findIndex((f) => f.resync === true);
+    expect(starts).toBeGreaterThan(0);
+    const held = new Set(Array.from({ length: 500 }, (_, i) => `seed${i}`));
+    for (const frame of frames.slice(0, starts)) for (const c of frame.changes) if (c.deleted) held.delete(c.row); else held.add(c.row);
+    const resynced = new Set<string>();
+    for (const frame of frames.slice(starts)) for (const c of frame.changes) if (c.deleted) resynced.delete(c.row); else resynced.add(c.row);
+    const live = new Set<string>();
+    let cursor = 0;
+    for (;;) {
+      const page = await s.store.pull({ projectId: 'p', scopes: ['shared', 'user:alice'], cursor, limit: 1000, continuing: true });
+      for (const c of page.changes) if (!c.deleted) live.add(c.row);
+      cursor = page.cursor;
+      if (!page.hasMore) break;
+    }
+    expect(live.size).toBe(2490);
+    expect([...resynced].sort()).toEqual([...live].sort());
+  });
+});
+
 describe('column names that are JavaScript built-ins', () => {
   it.each(['column-lww', 'server-wins'] as const)('%s: toString and valueOf are ordinary columns, merged and delivered', async (strategy) => {
     const { server: s, project } = await start({}, strategy);
