@@ -33,14 +33,13 @@ function precacheManifest(): Plugin {
   };
 }
 
-/** Builds the demo (demo/ → demo/dist/): the app, its service worker, manifest and icon. */
+/**
+ * Builds the demo (demo/ → demo/dist/): the app, its service worker, manifest and icon. The demo
+ * imports `pocketsync` exactly as an app that installed it would: the workspace's package, built.
+ */
 export default defineConfig({
   root: demo(''),
   base: './',
-  resolve: {
-    // The demo uses the package exactly as an app that installed it would: its built entry.
-    alias: { pocketsync: fileURLToPath(new URL('./dist/lib/index.js', import.meta.url)) },
-  },
   optimizeDeps: { exclude: ['@sqlite.org/sqlite-wasm'] },
   worker: { format: 'es' },
   plugins: [precacheManifest()],

@@ -23,6 +23,7 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
+import { corsMiddleware, type CorsOptions } from './cors.js';
 import { bearer, mintUserToken, sameSecret, verifyUserToken, type User } from './auth.js';
 import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
 import { parse, ServerError } from './errors.js';
@@ -37,6 +38,8 @@ export interface AppOptions {
   readonly adminKey: string;
   /** Dev mode: the server mints user tokens for any name, in this project only. Never in production. */
   readonly devProject?: string;
+  /** Which pages of other origins may call the project routes and /v1/health; none by default. */
+  readonly cors?: CorsOptions;
   readonly resolver?: Resolver;
   /** Defaults to DEFAULT_LIMITS. */
   readonly limits?: ServerLimits;
@@ -80,6 +83,13 @@ export function createApp(options: AppOptions): Hono {
     const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
     if (incoming && !incoming.complete) c.res.headers.set('Connection', 'close');
   });
+  // Before the body limit, so that its refusal, like every other answer, is readable by the page.
+  if (options.cors) {
+    const allow = corsMiddleware(options.cors);
+    app.use('/v1/health', allow);
+    app.use('/v1/projects/*', allow);
+  }
+
   app.use(
     '/v1/*',
     bodyLimit({

@@ -21,6 +21,7 @@ import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { createApp } from './app.js';
+import type { CorsOptions } from './cors.js';
 import { Hub } from './hub.js';
 import { DEFAULT_LIMITS, DEFAULT_RETENTION, RateLimiter, type Retention, type ServerLimits } from './limits.js';
 import { findProject } from './push.js';
@@ -39,6 +40,8 @@ export interface ServerOptions {
   readonly adminKey: string;
   /** Dev mode: the server mints user tokens, for this project only. Never in production. */
   readonly devProject?: string;
+  /** Which web pages may call the HTTP API from another origin (server/cors.ts); none by default. */
+  readonly cors?: CorsOptions;
   readonly resolver?: Resolver;
   /** Rows per catch-up batch (default 1,000). */
   readonly batchSize?: number;
@@ -75,6 +78,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     store,
     adminKey: options.adminKey,
     ...(options.devProject !== undefined ? { devProject: options.devProject } : {}),
+    ...(options.cors ? { cors: options.cors } : {}),
     ...(options.resolver ? { resolver: options.resolver } : {}),
     limits,
     requests,

@@ -82,3 +82,51 @@ it('serves the app, prints its URL, and keeps its data directory across restarts
   expect(body.changes.map((c) => [c.row, c.values?.title])).toEqual([['r1', 'kept']]);
   expect(await stop(server)).toBe(0);
 });
+
+/** Runs the CLI to its end (for flags that stop it at once). */
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+it('--help lists every flag with its environment variable and its default', async () => {
+  const { code, stdout } = await run(['--help']);
+  expect(code).toBe(0);
+  const flags = [...stdout.matchAll(/^ {2}--([a-z-]+)/gm)].map((m) => m[1]);
+  expect(flags).toEqual(expect.arrayContaining(['port', 'host', 'data-dir', 'admin-key', 'cors-origin', 'dev', 'dev-project', 'static', 'hello-timeout', 'max-token-lifetime', 'compact-every', 'help']));
+  // Each flag's line is followed by its variable and default.
+  for (const flag of flags.filter((f) => f !== 'help')) {
+    const entry = new RegExp(`^ {2}--${flag}\\b.*\\n {38}(\\S+); default (.+)$`, 'm').exec(stdout);
+    expect(entry, `--${flag} has a variable and a default`).not.toBeNull();
+  }
+  expect(stdout).toMatch(/--port N .*\n +PORT; default 8787/);
+  expect(stdout).toMatch(/--cors-origin LIST .*\n +POCKETSYNC_CORS_ORIGIN; default none/);
+  expect(stdout).toMatch(/--hello-timeout D .*\n +POCKETSYNC_HELLO_TIMEOUT; default 10s/);
+});
+
+it.each([
+  [['--bogus'], /^pocketsync-server: Unknown option '--bogus' \(see --help\)\n$/],
+  [['stray'], /^pocketsync-server: Unexpected argument 'stray' \(see --help\)\n$/],
+  [['--port', 'eighty'], /^pocketsync-server: --port must be a whole number from 0 to 65535, not "eighty" \(see --help\)\n$/],
+  [['--hello-timeout', 'soon'], /^pocketsync-server: --hello-timeout: .+ \(see --help\)\n$/],
+  [['--max-connections-per-user', '0'], /^pocketsync-server: --max-connections-per-user must be a whole number of at least 1, not "0" \(see --help\)\n$/],
+  [['--cors-origin', 'app.example.com/path'], /^pocketsync-server: --cors-origin takes origins like .+ \(see --help\)\n$/],
+  [['--dev', '--dev-project', 'no spaces'], /^pocketsync-server: --dev-project must be a project id .+ \(see --help\)\n$/],
+])('%j is one clear line on stderr and exit code 2', async (args, message) => {
+  const { code, stdout, stderr } = await run(args, { POCKETSYNC_DATA_DIR: join(root, 'unused') });
+  expect(stderr).toMatch(message);
+  expect(code).toBe(2);
+  expect(stdout).toBe('');
+  expect(existsSync(join(root, 'unused'))).toBe(false);
+});
+
+it('a bad value in an environment variable is refused the same way', async () => {
+  const { code, stderr } = await run([], { PORT: '99999', POCKETSYNC_DATA_DIR: join(root, 'unused') });
+  expect(stderr).toMatch(/^pocketsync-server: --port must be a whole number from 0 to 65535, not "99999" \(see --help\)\n$/);
+  expect(code).toBe(2);
+});
