@@ -1,6 +1,6 @@
 /**
  * Sync made visible: the connection state (the page's one role=status element), pending changes,
- * last synced, a progress bar during catch-up, the storage in use, and conflicts as they happen.
+ * last synced, a progress bar and the count of changes left during catch-up, the storage in use, and conflicts as they happen.
  */
 import type { Conflict, PocketSync, SyncStatus } from 'pocketsync';
 
@@ -27,6 +27,7 @@ export function mountSyncPanel(pocketSync: PocketSync): void {
 
   const connection = element('connection');
   const progress = element<HTMLProgressElement>('catch-up');
+  const catchUpCount = element('catch-up-count');
   const pending = element('pending');
   const lastSynced = element('last-synced');
   if (!pocketSync.sync.enabled) {
@@ -44,6 +45,8 @@ export function mountSyncPanel(pocketSync: PocketSync): void {
       progress.value = catchUp.done;
       progress.setAttribute('aria-valuetext', `${catchUp.done} of ${catchUp.total} changes`);
     }
+    catchUpCount.hidden = catchUp === null || catchUp.total === 0;
+    catchUpCount.textContent = catchUp ? `Catching up: ${catchUp.done.toLocaleString()} of ${catchUp.total.toLocaleString()} changes, ${(catchUp.total - catchUp.done).toLocaleString()} to go` : '';
     pending.textContent = String(status.pending);
     lastSynced.textContent = status.lastSyncedAt === null ? 'never' : new Date(status.lastSyncedAt).toLocaleTimeString();
   });

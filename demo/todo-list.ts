@@ -1,7 +1,8 @@
 /**
  * One todo list: a region with a heading, a "New todo" form and the todos as list items. The list is
  * a watch on its table, so it shows every write, whether it came from this tab, another device or
- * the server. Items are updated in place (keyed by ps_global_id) so a re-render never steals the
+ * the server. Rows with changes the server has not acknowledged yet carry a "not synced" mark
+ * (sync.watchUnsynced). Items are updated in place (keyed by ps_global_id) so a re-render never steals the
  * focus or the text of a todo being edited.
  */
 import type { PocketSync, Row } from 'pocketsync';
@@ -51,6 +52,13 @@ export function mountTodoList(options: TodoListOptions): void {
   });
 
   const items = new Map<string, TodoItem>();
+  let unsynced: ReadonlySet<string> = new Set();
+  if (pocketSync.sync.enabled) {
+    pocketSync.sync.watchUnsynced(table, (ids) => {
+      unsynced = ids;
+      for (const [id, item] of items) item.markUnsynced(ids.has(id));
+    });
+  }
   const authorColumn = table === 'shared_todos' ? 'author' : 'NULL AS author';
   pocketSync.database.watch<Todo>(`SELECT ps_global_id, title, done, ${authorColumn} FROM ${table} ORDER BY created_at, ps_global_id`, [], (todos) => {
     const seen = new Set<string>();
@@ -62,6 +70,7 @@ export function mountTodoList(options: TodoListOptions): void {
         items.set(todo.ps_global_id, item);
       }
       item.show(todo);
+      item.markUnsynced(unsynced.has(todo.ps_global_id));
       return item.element;
     });
     for (const [id, item] of items) {
@@ -83,6 +92,7 @@ class TodoItem {
   readonly #checkbox: HTMLInputElement;
   readonly #label: HTMLLabelElement;
   readonly #author = Object.assign(document.createElement('span'), { className: 'author' });
+  readonly #unsynced = Object.assign(document.createElement('span'), { className: 'unsynced', textContent: 'not synced', hidden: true });
   readonly #edit = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Edit' });
   readonly #remove = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Delete' });
   #editor: HTMLInputElement | null = null;
@@ -97,7 +107,7 @@ class TodoItem {
     const inputId = `${table}-${id}`;
     this.#checkbox = Object.assign(document.createElement('input'), { type: 'checkbox', id: inputId });
     this.#label = Object.assign(document.createElement('label'), { htmlFor: inputId });
-    this.element.append(this.#checkbox, this.#label, this.#author, this.#edit, this.#remove);
+    this.element.append(this.#checkbox, this.#label, this.#author, this.#unsynced, this.#edit, this.#remove);
     this.#checkbox.addEventListener('change', () => this.#write({ done: this.#checkbox.checked ? 1 : 0 }));
     this.#remove.addEventListener('click', () => {
       this.pocketSync.database.delete(this.table, { ps_global_id: this.id }).catch(this.onError);
@@ -113,6 +123,12 @@ class TodoItem {
     this.#author.textContent = todo.author ? `by ${todo.author}` : '';
     this.#edit.setAttribute('aria-label', `Edit ${todo.title}`);
     this.#remove.setAttribute('aria-label', `Delete ${todo.title}`);
+  }
+
+  /** Shows or hides the "not synced" mark: this device's changes to the row are not acknowledged yet. */
+  markUnsynced(unsynced: boolean): void {
+    this.#unsynced.hidden = !unsynced;
+    this.#unsynced.title = unsynced ? 'Changed on this device; the server has not confirmed it yet' : '';
   }
 
   #write(values: Row): void {

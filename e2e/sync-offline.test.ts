@@ -17,6 +17,7 @@ useBrowser();
 type TestWindow = Window & {
   pocketSync?: PocketSync;
   statusLog?: Array<Pick<SyncStatus, 'state' | 'pending'>>;
+  midCatchUpText?: string;
   midCatchUp?: { done: number; total: number };
 };
 
@@ -126,6 +127,11 @@ async function serverTodos(user: string): Promise<Todo[]> {
     .sort((x, y) => (x.ps_global_id < y.ps_global_id ? -1 : 1));
 }
 
+/** The todo items of the page's Private list. */
+function privateItems(page: Page) {
+  return page.getByRole('region', { name: 'Private' }).getByRole('listitem');
+}
+
 function rowOf(rows: Todo[], id: string): Todo | undefined {
   return rows.find((row) => row.ps_global_id === id);
 }
@@ -160,11 +166,16 @@ describe.skipIf(!haveBrowser)('a device offline, and back', () => {
     expect((await status(b.page)).state).toBe('offline');
     // Nothing of A's reached B while it was offline.
     expect(rowOf(await todos(b.page), edited)).toEqual({ ps_global_id: edited, title: 'both edit me', done: 1 });
+    // B marks the rows its unacknowledged changes touch (the deleted one is gone), and only those.
+    const marked = privateItems(b.page).filter({ has: b.page.locator('.unsynced:visible') });
+    await expect.poll(() => marked.locator('label').allTextContents(), { timeout: DEADLINE }).toEqual(['both edit me', 'added on b', 'also added on b']);
+    expect(await privateItems(a.page).locator('.unsynced:visible').count()).toBe(0);
 
     await b.context.setOffline(false);
     await waitForState(b.page, 'live');
     await waitForPending(b.page, 0);
     await waitForAllPushed(b.page);
+    await expect.poll(() => privateItems(b.page).locator('.unsynced:visible').count(), { timeout: DEADLINE }).toBe(0);
     const expected = [
       { title: 'added on a', done: 0 },
       { title: 'added on b', done: 0 },
@@ -212,12 +223,18 @@ describe.skipIf(!haveBrowser)('a device offline, and back', () => {
     await b.page.evaluate(() => {
       const w = window as TestWindow;
       w.pocketSync!.sync.subscribe(({ state, progress }) => {
-        if (!w.midCatchUp && state === 'catching-up' && progress && progress.done > 0 && progress.done < progress.total) w.midCatchUp = { ...progress };
+        if (!w.midCatchUp && state === 'catching-up' && progress && progress.done > 0 && progress.done < progress.total) {
+          w.midCatchUp = { ...progress };
+          // The page's own subscriber ran first: what the sync panel shows at this moment.
+          w.midCatchUpText = document.getElementById('catch-up-count')?.hidden ? 'hidden' : (document.getElementById('catch-up-count')?.textContent ?? '');
+        }
       });
     });
     await b.context.setOffline(false);
     await b.page.waitForFunction(() => (window as TestWindow).midCatchUp !== undefined, undefined, { timeout: DEADLINE, polling: 'raf' });
     const cut = await b.page.evaluate(() => (window as TestWindow).midCatchUp!);
+    const shown = await b.page.evaluate(() => (window as TestWindow).midCatchUpText);
+    expect(shown).toBe(`Catching up: ${cut.done.toLocaleString('en-US')} of ${cut.total.toLocaleString('en-US')} changes, ${(cut.total - cut.done).toLocaleString('en-US')} to go`);
     await b.page.reload();
     await b.page.waitForFunction(() => (window as TestWindow).pocketSync !== undefined, undefined, { timeout: DEADLINE });
     // The batches applied before the reload were committed: they are still there.

@@ -4,7 +4,7 @@ export { Database, Transaction, Queries } from './database.js';
 export { PocketSyncError, isPocketSyncError } from './errors.js';
 export { ErrorKind, type ErrorData } from './protocol/error-kind.js';
 export type { WatchCallback, WatchOptions } from './watch.js';
-export { Sync, type Conflict, type QuarantineEntry, type SyncState, type SyncStatus } from './sync.js';
+export { Sync, type Conflict, type QuarantineEntry, type SyncState, type SyncStatus, type UnsyncedRow } from './sync.js';
 export type {
   ExecuteResult,
   Migration,

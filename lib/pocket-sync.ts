@@ -109,7 +109,7 @@ export class PocketSync {
     this.syncedTables = opened.syncedTables;
     const watches = new Watches(client);
     this.database = new Database(client, watches);
-    this.sync = new Sync(client, syncEnabled);
+    this.sync = new Sync(client, watches, syncEnabled);
     this.#listeners.add((tables) => watches.tablesChanged(tables));
     port.onmessage = (event: MessageEvent<WorkerNotification>) => {
       if (event.data?.type === 'tables-changed') for (const listener of this.#listeners) listener(event.data.tables);

@@ -46,6 +46,38 @@ describe('PocketSync with a server', () => {
     await waitFor(async () => (await b.database.query('SELECT title FROM todos')).length === 1, 5_000, 'the queued write to arrive');
   });
 
+  it('lists the rows whose changes are unacknowledged, live, until their ack is stored', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const a = await openInstance({ schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: token });
+    await waitFor(() => a.sync.status.state === 'live', 5_000, 'live');
+    await a.sync.stop();
+    await waitFor(() => a.sync.status.state === 'offline', 5_000, 'offline');
+    const seen: string[][] = [];
+    const stopWatching = a.sync.watchUnsynced('todos', (ids) => seen.push([...ids].sort()));
+    await waitFor(() => seen.length === 1, 5_000, 'the first call');
+    expect(seen[0]).toEqual([]);
+
+    const milk = await a.database.insert('todos', { title: 'milk' });
+    const bread = await a.database.insert('todos', { title: 'bread' });
+    await waitFor(() => seen.at(-1)?.length === 2, 5_000, 'both rows unsynced');
+    expect(seen.at(-1)).toEqual([milk, bread].sort());
+    // A second edit of an unsynced row leaves the set as it was: no call.
+    const calls = seen.length;
+    await a.database.update('todos', { done: 1 }, { ps_global_id: milk });
+    expect(await a.sync.unsynced('todos')).toEqual(expect.arrayContaining([{ table: 'todos', id: milk }, { table: 'todos', id: bread }]));
+    expect(await a.sync.unsynced()).toHaveLength(2);
+    expect(seen.length).toBe(calls);
+
+    await a.sync.start();
+    await waitFor(() => seen.at(-1)?.length === 0, 5_000, 'the ack to empty the set');
+    expect(await a.sync.unsynced()).toEqual([]);
+    expect(a.sync.status.pending).toBe(0);
+    stopWatching();
+    await a.database.insert('todos', { title: 'after' });
+    await waitFor(async () => (await a.sync.unsynced('todos')).length === 0, 5_000, 'its ack');
+    expect(seen.at(-1)).toEqual([]);
+  });
+
   it('tells the app when one of its writes lost, with both values', async () => {
     const token = await mintUserToken(project, 'alice');
     const options = { schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: token };
