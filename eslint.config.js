@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', 'e2e/artifacts/**', 'node_modules/**', 'eslint.config.js'] },
+  { ignores: ['**/dist/**', '.docs-check/**', 'e2e/artifacts/**', 'node_modules/**', 'eslint.config.js'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
