@@ -11,6 +11,7 @@ const benchmarks: Record<string, () => Promise<{ run: (options: BenchOptions) =>
   capture: () => import('./capture.js'),
   load: () => import('./load.js'),
   server: () => import('./server.js'),
+  size: () => import('./size.js'),
   sync: () => import('./sync.js'),
   tabs: () => import('./tabs.js'),
 };
