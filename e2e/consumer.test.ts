@@ -33,6 +33,7 @@ interface Packed {
 let packed: Packed[] = [];
 let appInstall = '';
 let appUrl = '';
+let serverUrl = '';
 
 /** Every file under `dir` (following no links), relative to it. */
 function filesUnder(dir: string, prefix = ''): string[] {
@@ -107,7 +108,7 @@ beforeAll(async () => {
     ready: /PocketSync server: (http:\/\/\S+?)\/? \(/,
   });
   children.push(server.child);
-  const serverUrl = server.match[1]!;
+  serverUrl = server.match[1]!;
 
   await run('npm', ['run', 'build'], { cwd: appDir, env: { VITE_POCKETSYNC_URL: serverUrl } });
   const preview = await start(join(appDir, 'node_modules/.bin/vite'), ['preview', '--port', '0'], { cwd: appDir, ready: /Local:\s+(http:\/\/localhost:\d+\/)/ });
@@ -190,5 +191,15 @@ describe.skipIf(!haveBrowser)('a new user’s app, from the packed packages', ()
     await pageA.reload();
     await pageA.getByRole('listitem').filter({ hasText: 'written on A' }).waitFor({ timeout: 15_000 });
     expect(await pageA.locator('li input:checked').count()).toBe(1);
+  });
+
+  it('runs under `vite` (dev) too, with none of its warnings about the package', async () => {
+    const dev = await start(join(appDir, 'node_modules/.bin/vite'), ['--port', '0'], { cwd: appDir, env: { VITE_POCKETSYNC_URL: serverUrl }, ready: /Local:\s+(http:\/\/localhost:\d+\/)/ });
+    children.push(dev.child);
+    const page = await (await newDevice()).newPage();
+    await page.goto(`${dev.match[1]!}?user=yan`);
+    await page.getByRole('status').filter({ hasText: /^live, 0 pending, storage opfs-sahpool$/ }).waitFor({ timeout: 30_000 });
+    stop(dev.child);
+    expect(dev.output()).not.toMatch(/sourcemap|warn|error/i);
   });
 });
