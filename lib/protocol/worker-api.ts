@@ -51,7 +51,7 @@ export interface OpenOptions {
 export interface OpenResult {
   readonly storage: StorageKind;
   readonly deviceId: string;
-  /** Why data will not persist, when it will not. */
+  /** Why data may not persist, when it may not (memory storage). */
   readonly warning?: string;
   readonly schemaVersion: number;
   readonly syncedTables: readonly string[];
@@ -89,8 +89,17 @@ export interface QuarantineMessage {
   readonly entries: readonly QuarantineEntry[];
 }
 
+/**
+ * Posted on the notification port when the storage's warning (OpenResult.warning) changes: the
+ * memory fallback could not save its copy to IndexedDB, or can again. `warning` is the whole text.
+ */
+export interface WarningMessage {
+  readonly type: 'warning';
+  readonly warning: string;
+}
+
 /** Everything the worker posts on the notification port. */
-export type Notification = TablesChangedMessage | SyncStatusMessage | ConflictMessage | QuarantineMessage;
+export type Notification = TablesChangedMessage | SyncStatusMessage | ConflictMessage | QuarantineMessage | WarningMessage;
 
 /**
  * Where the worker posts notifications: the MessagePort the main thread transferred, or, in the
