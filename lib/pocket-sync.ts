@@ -125,7 +125,16 @@ export class PocketSync {
     if ('addEventListener' in endpoint && endpoint instanceof EventTarget) {
       endpoint.addEventListener('error', () => client.markClosed('the database worker failed'));
     }
+    if (opened.storage === 'memory' && typeof window !== 'undefined') window.addEventListener('pagehide', this.#pageHidden);
   }
+
+  /**
+   * A memory fallback saves its copy a little after each write; a page going away asks for the
+   * save at once. Best effort: the browser may stop the worker before the write is through.
+   */
+  readonly #pageHidden = (): void => {
+    if (!this.#client.isClosed) this.#client.call((api) => api.flush()).catch(() => undefined);
+  };
 
   /**
    * Why data may not persist, when it may not: memory storage because OPFS is missing (then saved
@@ -179,6 +188,7 @@ export class PocketSync {
       this.#port.close();
       this.#listeners.clear();
       this.#warningListeners.clear();
+      if (typeof window !== 'undefined') window.removeEventListener('pagehide', this.#pageHidden);
       terminate(this.#endpoint);
     }
   }

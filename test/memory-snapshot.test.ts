@@ -205,6 +205,18 @@ describe('the memory fallback, saved to a copy', () => {
     expect(store.entries.size).toBe(0);
   });
 
+  it('flush() (the page going away) saves at once rather than after the debounce', async () => {
+    const store = testStore();
+    const api = createWorkerApi({ snapshots: store });
+    const port = { postMessage: () => undefined, close: () => undefined };
+    const name = newName();
+    expect((await api.open({ dbName: name, schema: todoSchema }, port)).ok).toBe(true);
+    expect((await api.insert('todos', { title: 'just before the reload' })).ok).toBe(true);
+    expect(await api.flush()).toEqual({ ok: true, value: undefined });
+    expect(new TextDecoder().decode(store.entries.get(snapshotKey(name)) as Uint8Array)).toContain('just before the reload');
+    await api.close();
+  });
+
   it('writes one save at a time: saves asked for meanwhile make one more, of the latest state', async () => {
     const sqlite3 = await loadSqlite();
     const db = new sqlite3.oo1.DB(':memory:');

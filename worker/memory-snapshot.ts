@@ -16,9 +16,12 @@
  *   notify: the same place the page and the sync loop hear of commits), debounced: SAVE_DELAY_MS
  *   after the last commit, and no later than MAX_DELAY_MS after the first unsaved one under a steady
  *   stream. One write in flight at a time; commits made meanwhile go into the next one. close()
- *   saves what is unsaved and waits for it; a reload or a crash loses the commits of at most the last
- *   MAX_DELAY_MS (usually SAVE_DELAY_MS), as one consistent step back in time: the copy holds the
- *   rows, change log and cursor of one moment, so sync resends or refetches what was lost.
+ *   saves what is unsaved and waits for it. The page's pagehide asks for the save at once (flush),
+ *   which lands if the worker stores it before the browser stops it: a write just before a reload
+ *   of the demo in Chromium survived 15 times in 20 so, never without. Otherwise a reload or a
+ *   crash loses the commits of at most the last MAX_DELAY_MS (usually SAVE_DELAY_MS), as one
+ *   consistent step back in time: the copy holds the rows, change log and cursor of one moment, so
+ *   sync resends or refetches what was lost, and only writes never pushed are gone.
  * - Consistency. The copy is sqlite3_serialize of the whole database, taken synchronously between
  *   the worker's calls and never while a transaction is open (its pages may be half written): a
  *   save that finds one open tries again a little later.
@@ -29,7 +32,7 @@
  * - reset() deletes the copy once the write in flight, if any, has landed, so none brings it back.
  */
 import type { Database, Sqlite3Static } from '@sqlite.org/sqlite-wasm';
-import { del, get, set } from 'idb-keyval';
+import { createStore, del, get, promisifyRequest } from 'idb-keyval';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { EngineError } from './engine-error.js';
 
@@ -40,9 +43,23 @@ export interface SnapshotStore {
   del(key: string): Promise<void>;
 }
 
-/** idb-keyval's default store, or null where there is no IndexedDB (Node). */
+/**
+ * idb-keyval's default store, or null where there is no IndexedDB (Node). A save commits its
+ * transaction at once instead of when it goes idle: a reload stops the worker a few milliseconds
+ * after pagehide, and a commit already asked for still lands (in a bare Chromium worker, a write
+ * sent at pagehide landed 19 times in 19 with the explicit commit, once without).
+ */
 export function indexedDbSnapshotStore(): SnapshotStore | null {
-  return typeof indexedDB === 'undefined' ? null : { get, set, del };
+  if (typeof indexedDB === 'undefined') return null;
+  // The same database and object store as idb-keyval's own get and del.
+  const keyval = createStore('keyval-store', 'keyval');
+  const set = (key: string, value: Uint8Array) =>
+    keyval('readwrite', (store) => {
+      store.put(value, key);
+      store.transaction.commit?.();
+      return promisifyRequest(store.transaction);
+    });
+  return { get, set, del };
 }
 
 export const snapshotKey = (dbName: string): string => `pocketsync:snapshot:${dbName}`;

@@ -74,6 +74,8 @@ export function shareAcrossTabs(local: WorkerApi, deps: TabsDeps = {}): WorkerAp
       return result;
     },
     close: () => (session ? session.close() : local.close()),
+    // Only the tab holding the database has anything unsaved; in a follower this finds nothing open.
+    flush: () => local.flush(),
     reset: relay('reset'),
     syncStart: relay('syncStart'),
     syncStop: relay('syncStop'),

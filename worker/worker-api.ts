@@ -297,6 +297,10 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
       if (activeTx === tx) endTransaction();
       return result;
     },
+    async flush() {
+      await snapshot?.save();
+      return { ok: true, value: undefined };
+    },
     async close() {
       try {
         // An open transaction is rolled back; calls waiting on it then find the database closed.

@@ -153,6 +153,12 @@ export interface WorkerApi {
   rollback(tx: TxId): Promise<Result<void>>;
   /** The tables a query reads, as SQLite's authorizer reports them when preparing it. */
   readTables(sql: string): Promise<Result<string[]>>;
+  /**
+   * The page is going away (pagehide): saves what the memory fallback has not saved yet, now rather
+   * than after its debounce. Resolves once stored; nothing to do for OPFS, nor in a tab that does
+   * not hold the database (its writes were the holder's commits). Not relayed between tabs.
+   */
+  flush(): Promise<Result<void>>;
   /** Closes the database and lets go of its storage, so that another tab can open it at once. */
   close(): Promise<Result<void>>;
 }
