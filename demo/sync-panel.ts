@@ -18,12 +18,15 @@ function element<T extends HTMLElement = HTMLElement>(id: string): T {
 
 export function mountSyncPanel(pocketSync: PocketSync): void {
   const storage = element('storage');
-  storage.textContent = pocketSync.storage === 'memory' ? 'memory (not persisted)' : `${pocketSync.storage} (persisted)`;
-  if (pocketSync.warning) {
-    const warning = element('storage-warning');
-    warning.textContent = pocketSync.warning;
-    warning.hidden = false;
-  }
+  // The memory fallback comes with a warning that says how far it persists.
+  storage.textContent = pocketSync.storage !== 'memory' ? `${pocketSync.storage} (persisted)` : pocketSync.warning ? 'memory' : 'memory (not persisted)';
+  const warning = element('storage-warning');
+  const showWarning = (text: string | undefined) => {
+    warning.textContent = text ?? '';
+    warning.hidden = !text;
+  };
+  showWarning(pocketSync.warning);
+  pocketSync.onWarning(showWarning);
 
   const connection = element('connection');
   const progress = element<HTMLProgressElement>('catch-up');

@@ -44,10 +44,12 @@ function defaultWorker(): Worker {
 }
 
 export class PocketSync {
-  /** Where the data lives: 'opfs-sahpool' or 'opfs' persist; 'memory' does not. */
+  /**
+   * Where the data lives: 'opfs-sahpool' or 'opfs' persist; 'memory' does not, except that where
+   * memory is the fallback for a missing OPFS it is saved to IndexedDB after each write (`warning`).
+   */
   readonly storage: StorageKind;
-  /** Why data will not persist, when it will not. */
-  readonly warning: string | undefined;
+  #warning: string | undefined;
   #deviceId: string;
   readonly schemaVersion: number;
   readonly syncedTables: readonly string[];
@@ -60,6 +62,7 @@ export class PocketSync {
   readonly #endpoint: Endpoint;
   readonly #port: MessagePort;
   readonly #listeners = new Set<TablesListener>();
+  readonly #warningListeners = new Set<(warning: string) => void>();
 
   /** Starts the worker, opens (and migrates) the database, and resolves to the instance. */
   static async initialize(options: PocketSyncOptions): Promise<PocketSync> {
@@ -91,7 +94,8 @@ export class PocketSync {
       throw error;
     }
     if (opened.warning) console.warn(`PocketSync: ${opened.warning}`);
-    if (opened.storage !== 'memory') void requestPersistence();
+    // The memory fallback's copy lives in IndexedDB, which persistence protects from eviction too.
+    if (opened.storage !== 'memory' || options.storage === undefined) void requestPersistence();
     const instance = new PocketSync(options, endpoint, client, channel.port1, opened, syncUrl !== undefined);
     if (early) instance.sync.received(early);
     return instance;
@@ -103,7 +107,7 @@ export class PocketSync {
     this.#client = client;
     this.#port = port;
     this.storage = opened.storage;
-    this.warning = opened.warning;
+    this.#warning = opened.warning;
     this.#deviceId = opened.deviceId;
     this.schemaVersion = opened.schemaVersion;
     this.syncedTables = opened.syncedTables;
@@ -116,10 +120,41 @@ export class PocketSync {
       else if (event.data?.type === 'sync-status') this.sync.received(event.data.status);
       else if (event.data?.type === 'conflict') this.sync.conflicted(event.data.conflict);
       else if (event.data?.type === 'quarantine') this.sync.quarantinedNow(event.data.entries);
+      else if (event.data?.type === 'warning') this.#warned(event.data.warning);
     };
     if ('addEventListener' in endpoint && endpoint instanceof EventTarget) {
       endpoint.addEventListener('error', () => client.markClosed('the database worker failed'));
     }
+    if (opened.storage === 'memory' && typeof window !== 'undefined') window.addEventListener('pagehide', this.#pageHidden);
+  }
+
+  /**
+   * A memory fallback saves its copy a little after each write; a page going away asks for the
+   * save at once. Best effort: the browser may stop the worker before the write is through.
+   */
+  readonly #pageHidden = (): void => {
+    if (!this.#client.isClosed) this.#client.call((api) => api.flush()).catch(() => undefined);
+  };
+
+  /**
+   * Why data may not persist, when it may not: memory storage because OPFS is missing (then saved
+   * to IndexedDB, with what that means), and whether saving it there fails. See `onWarning`.
+   */
+  get warning(): string | undefined {
+    return this.#warning;
+  }
+
+  /** Calls `listener` with the whole new warning whenever it changes after initialize. */
+  onWarning(listener: (warning: string) => void): () => void {
+    this.#warningListeners.add(listener);
+    return () => this.#warningListeners.delete(listener);
+  }
+
+  #warned(warning: string): void {
+    if (warning === this.#warning) return;
+    this.#warning = warning;
+    console.warn(`PocketSync: ${warning}`);
+    for (const listener of this.#warningListeners) listener(warning);
   }
 
   /** This database's device id (random; a reset() gives a new one). */
@@ -128,12 +163,14 @@ export class PocketSync {
   }
 
   /**
-   * Sign-out: deletes the local database (rows, unsynced changes, cursor) and the device id, and
-   * leaves an empty database open with sync stopped. Watchers re-run and find nothing.
+   * Sign-out: deletes the local database (rows, unsynced changes, cursor; for the memory fallback,
+   * its copy in IndexedDB too) and the device id, and leaves an empty database open with sync
+   * stopped. Watchers re-run and find nothing.
    */
   async reset(): Promise<void> {
     const result = await this.#client.call((api) => api.reset());
     this.#deviceId = result.deviceId;
+    if (result.warning !== undefined) this.#warned(result.warning);
   }
 
   /** Calls `listener` with the names of the tables each committed write changed. */
@@ -150,6 +187,8 @@ export class PocketSync {
       this.#client.markClosed('PocketSync was closed');
       this.#port.close();
       this.#listeners.clear();
+      this.#warningListeners.clear();
+      if (typeof window !== 'undefined') window.removeEventListener('pagehide', this.#pageHidden);
       terminate(this.#endpoint);
     }
   }

@@ -4,9 +4,11 @@
  * database file being deleted, in IndexedDB (through idb-keyval) where IndexedDB exists.
  *
  * A device id names one copy of the data. An in-memory database is a copy of its own in every tab
- * or instance that opens it, so it gets a new id at each open, never remembered: two memory tabs of
- * one profile sharing an id would each be skipped by the server's fan-out of the other's writes,
- * and each miss them.
+ * or instance that opens it, so it gets a new id at each open, never remembered here: two memory
+ * tabs of one profile sharing an id would each be skipped by the server's fan-out of the other's
+ * writes, and each miss them. The memory fallback saved to IndexedDB (memory-snapshot.ts) keeps its
+ * id all the same: the id is in the database, and the copy read back at open brings it along (one
+ * tab at a time holds that database, as with OPFS).
  */
 import { del, get, set } from 'idb-keyval';
 import type { StorageKind } from '../lib/protocol/worker-api.js';

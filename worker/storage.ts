@@ -1,7 +1,8 @@
 /**
  * Opening the database file: opfs-sahpool first (no COOP/COEP headers needed), then the opfs VFS
  * where the page is cross-origin isolated, then memory where OPFS is missing (private browsing,
- * Node). Memory is reported with a warning: its data is gone at reload.
+ * Node). Memory is reported with a warning; where the worker has IndexedDB, the memory database is
+ * read from and saved to a copy there (memory-snapshot.ts), so that it survives a reload.
  *
  * A database that is already open elsewhere is not a reason to fall back to memory, which would
  * silently lose that tab's writes. Tabs take turns through worker/tabs.ts, so a busy pool means the
@@ -14,11 +15,14 @@ import type { Database, SAHPoolUtil, Sqlite3Static } from '@sqlite.org/sqlite-wa
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import type { StorageKind } from '../lib/protocol/worker-api.js';
 import { EngineError } from './engine-error.js';
+import { MEMORY_ONLY_WARNING, openMemoryDatabase, type MemorySnapshot, type SnapshotOptions } from './memory-snapshot.js';
 
 export interface OpenedStorage {
   readonly db: Database;
   readonly storage: StorageKind;
   readonly warning?: string;
+  /** The memory fallback's copy in IndexedDB, to tell of every commit and to close with the database. */
+  readonly snapshot?: MemorySnapshot;
 }
 
 /**
@@ -33,7 +37,6 @@ export function poolName(dbName: string): string {
   for (let i = 0; i < path.length; i++) hash = Math.imul(hash ^ path.charCodeAt(i), 0x01000193) >>> 0;
   return `pocketsync-${path.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${hash.toString(16).padStart(8, '0')}`;
 }
-const MEMORY_WARNING = 'OPFS is not available here (private browsing or an old browser): data is kept in memory and lost when the page closes.';
 
 /**
  * Settings for an opfs-sahpool database, measured in Chromium (bench/capture.ts and by hand):
@@ -108,10 +111,17 @@ export async function releaseStorage(): Promise<void> {
   if (util && !util.isPaused()) util.pauseVfs();
 }
 
-export async function openStorage(sqlite3: Sqlite3Static, dbName: string, preferred?: StorageKind): Promise<OpenedStorage> {
+/**
+ * Opens `dbName` in the preferred storage, or the best available one. `snapshots` keeps a fallback
+ * to memory (not an explicit `storage: 'memory'`, which is a throwaway database) in IndexedDB.
+ */
+export async function openStorage(sqlite3: Sqlite3Static, dbName: string, preferred?: StorageKind, snapshots?: SnapshotOptions): Promise<OpenedStorage> {
   const path = dbName.startsWith('/') ? dbName : `/${dbName}`;
-  if (preferred === 'memory' || (!opfsAvailable() && preferred === undefined)) {
-    return { db: new sqlite3.oo1.DB(':memory:'), storage: 'memory', ...(preferred ? {} : { warning: MEMORY_WARNING }) };
+  if (preferred === 'memory') return { db: new sqlite3.oo1.DB(':memory:'), storage: 'memory' };
+  if (!opfsAvailable() && preferred === undefined) {
+    if (!snapshots) return { db: new sqlite3.oo1.DB(':memory:'), storage: 'memory', warning: MEMORY_ONLY_WARNING };
+    const { db, warning, snapshot } = await openMemoryDatabase(sqlite3, dbName, snapshots);
+    return { db, storage: 'memory', warning, ...(snapshot ? { snapshot } : {}) };
   }
   if (preferred === undefined || preferred === 'opfs-sahpool') {
     let db: Database | null = null;
@@ -142,7 +152,7 @@ export async function openStorage(sqlite3: Sqlite3Static, dbName: string, prefer
   }
 }
 
-/** Deletes a closed database of the given storage kind (nothing to do for memory). */
+/** Deletes a closed database of the given storage kind (a memory database's copy: MemorySnapshot.discard). */
 export async function deleteDatabase(sqlite3: Sqlite3Static, dbName: string, storage: StorageKind): Promise<void> {
   if (storage === 'opfs-sahpool') await deleteStoredDatabase(sqlite3, dbName);
   else if (storage === 'opfs') {

@@ -74,6 +74,8 @@ export function shareAcrossTabs(local: WorkerApi, deps: TabsDeps = {}): WorkerAp
       return result;
     },
     close: () => (session ? session.close() : local.close()),
+    // Only the tab holding the database has anything unsaved; in a follower this finds nothing open.
+    flush: () => local.flush(),
     reset: relay('reset'),
     syncStart: relay('syncStart'),
     syncStop: relay('syncStop'),
@@ -107,6 +109,8 @@ class TabSession {
   /** Set when this tab leads: the database opening, then open. */
   #ready: Promise<Result<OpenResult>> | null = null;
   #status: SyncStatus | null = null;
+  /** The storage's warning as it changed since the open (a memory fallback that could not save). */
+  #warning: string | null = null;
   #releaseLeadership: (() => void) | null = null;
   #releaseTab: (() => void) | null = null;
   /** Cancels this tab's place in the queue for leadership. */
@@ -231,9 +235,11 @@ class TabSession {
     };
     const result = await this.#local.open(this.#options, sink, this.#token);
     // Writes of the previous leader may have gone unannounced, and this tab's watches were fed by it.
+    // The tabs joined with the previous leader's warning (a memory copy that could not be read, say).
     if (result.ok && takingOver) {
       const tables = await this.#local.query("SELECT name FROM sqlite_schema WHERE type = 'table'", undefined);
       if (tables.ok) this.#notify({ type: 'tables-changed', tables: tables.value.map((row) => String(row.name)) });
+      if (result.value.warning !== undefined) this.#notify({ type: 'warning', warning: result.value.warning });
     }
     return result;
   }
@@ -261,7 +267,7 @@ class TabSession {
       const message = `another tab runs an older version of this app (schema ${opened.schemaVersion}, this one expects ${schemaVersion}): reload or close it`;
       return { ok: false, error: { kind: ErrorKind.Schema, message } };
     }
-    return { ok: true, value: { opened, status: this.#status } };
+    return { ok: true, value: { opened: this.#warning === null ? opened : { ...opened, warning: this.#warning }, status: this.#status } };
   }
 
   /** Records who began a transaction; a follower's is rolled back if its tab goes away first. */
@@ -285,6 +291,7 @@ class TabSession {
 
   #notify(message: Notification): void {
     if (message.type === 'sync-status') this.#status = message.status;
+    if (message.type === 'warning') this.#warning = message.warning;
     this.#port.postMessage(message);
     this.#post({ type: 'notify', from: this.#id, message });
   }

@@ -6,15 +6,17 @@
  * care is a transaction spanning several calls. While one is open, calls that do not carry its id
  * wait (in arrival order) until it commits or rolls back, so nothing from outside reads its
  * uncommitted rows or writes into it. Change notifications are posted on the port handed to `open`
- * once the connection is back in autocommit mode, so a transaction notifies once, at commit.
+ * once the connection is back in autocommit mode, so a transaction notifies once, at commit. The
+ * memory fallback's copy in IndexedDB (memory-snapshot.ts) hears of commits in the same place.
  */
 import init, { type Sqlite3Static } from '@sqlite.org/sqlite-wasm';
 import { releaseProxy } from 'comlink';
 import { ErrorKind, type Result } from '../lib/protocol/error-kind.js';
-import type { ConflictMessage, NotificationPort, QuarantineMessage, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WorkerApi } from '../lib/protocol/worker-api.js';
+import type { ConflictMessage, NotificationPort, QuarantineMessage, OpenOptions, OpenResult, Row, SyncStatusMessage, TablesChangedMessage, TxId, WarningMessage, WorkerApi } from '../lib/protocol/worker-api.js';
 import { forgetDeviceId, rememberDeviceId, rememberedDeviceId } from './device-id.js';
 import { Engine } from './engine.js';
 import { EngineError, toErrorData } from './engine-error.js';
+import type { MemorySnapshot, SnapshotStore } from './memory-snapshot.js';
 import { deleteDatabase, openStorage, releaseStorage } from './storage.js';
 import { Replica } from './sync/replica.js';
 import { SyncLoop } from './sync/sync-loop.js';
@@ -61,6 +63,11 @@ export async function warmUp(options: OpenOptions): Promise<void> {
 export interface WorkerApiDeps {
   /** A WebSocket constructor where there is no global one (Node 20: the `ws` package). */
   readonly WebSocket?: unknown;
+  /**
+   * Where the memory fallback keeps its copy (memory-snapshot.ts); without one it is memory only.
+   * Give one only where a Web Lock lets one tab at a time open the database (worker.ts).
+   */
+  readonly snapshots?: SnapshotStore | null;
 }
 
 export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
@@ -72,11 +79,16 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
   let replica: Replica | null = null;
   /** How the database was opened, for reset(). */
   let opened: { options: OpenOptions; storage: OpenResult['storage'] } | null = null;
+  /** The memory fallback's copy in IndexedDB, when it has one. */
+  let snapshot: MemorySnapshot | null = null;
+  const snapshotOptions = deps.snapshots
+    ? { store: deps.snapshots, onWarning: (warning: string) => port?.postMessage({ type: 'warning', warning } satisfies WarningMessage) }
+    : undefined;
 
   /** Opens storage and engine; the caller owns the result. */
-  async function openEngine(options: OpenOptions): Promise<{ engine: Engine; result: OpenResult }> {
+  async function openEngine(options: OpenOptions): Promise<{ engine: Engine; result: OpenResult; snapshot: MemorySnapshot | null }> {
     const module = await loadSqlite();
-    const storage = await openStorage(module, options.dbName, options.storage);
+    const storage = await openStorage(module, options.dbName, options.storage, snapshotOptions);
     let created: Engine;
     try {
       created = Engine.open(module, storage.db, {
@@ -89,8 +101,11 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
       throw error;
     }
     await rememberDeviceId(options.dbName, created.deviceId, storage.storage);
+    // The open itself may have changed it (the first open, a migration).
+    storage.snapshot?.changed();
     return {
       engine: created,
+      snapshot: storage.snapshot ?? null,
       result: {
         storage: storage.storage,
         deviceId: created.deviceId,
@@ -119,6 +134,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
     const tables = engine.takeChangedTables();
     if (tables.length === 0) return;
     port.postMessage({ type: 'tables-changed', tables } satisfies TablesChangedMessage);
+    snapshot?.changed();
     // A committed local write: the sync loop pushes it (a burst coalesces there).
     if (byApp && tables.includes('__pocketsync_changes')) sync?.localWrite();
   }
@@ -186,6 +202,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         }
         const fresh = await openEngine(options);
         engine = fresh.engine;
+        snapshot = fresh.snapshot;
         opened = { options, storage: fresh.result.storage };
         port = notifications;
         tokenSource = token ?? null;
@@ -220,6 +237,9 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         await turn(undefined);
         if (engine === null || opened === null) throw new EngineError(ErrorKind.Closed, 'the database is not open');
         const tables = engine.syncedTables;
+        // First, while the database is intact: a copy left behind would come back at the next open.
+        await snapshot?.discard();
+        snapshot = null;
         sync?.stop();
         sync = null;
         replica = null;
@@ -230,6 +250,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         await forgetDeviceId(options.dbName, storage);
         const fresh = await openEngine(options);
         engine = fresh.engine;
+        snapshot = fresh.snapshot;
         // Every watcher of the old data re-runs (and finds it gone).
         port?.postMessage({ type: 'tables-changed', tables: [...tables, '__pocketsync_changes'] } satisfies TablesChangedMessage);
         port?.postMessage({
@@ -276,6 +297,10 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
       if (activeTx === tx) endTransaction();
       return result;
     },
+    async flush() {
+      await snapshot?.save();
+      return { ok: true, value: undefined };
+    },
     async close() {
       try {
         // An open transaction is rolled back; calls waiting on it then find the database closed.
@@ -286,6 +311,9 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
         sync?.stop();
         sync = null;
         replica = null;
+        // The next open (a reload, or the tab that takes over) finds every committed write.
+        await snapshot?.close();
+        snapshot = null;
         engine?.close();
         engine = null;
         port?.close();

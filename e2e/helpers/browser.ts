@@ -1,6 +1,6 @@
 /** Real Chromium through playwright-core: one browser per test file, a fresh context per device. */
 import { mkdirSync } from 'node:fs';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { launchChromium } from '../../scripts/chromium.js';
 
@@ -25,9 +25,9 @@ export function useBrowser(): void {
 }
 
 /** A new browser profile (its own OPFS and IndexedDB): one device. */
-export async function newDevice(): Promise<BrowserContext> {
+export async function newDevice(options: BrowserContextOptions = {}): Promise<BrowserContext> {
   if (!browser) throw new Error('useBrowser() was not called, or Chromium is missing');
-  const context = await browser.newContext();
+  const context = await browser.newContext(options);
   contexts.push(context);
   return context;
 }

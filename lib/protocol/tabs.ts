@@ -6,8 +6,8 @@
 import type { Result } from './error-kind.js';
 import type { Notification, OpenResult, SyncStatus, WorkerApi } from './worker-api.js';
 
-/** The WorkerApi calls a follower relays to the leader; `open` and `close` stay in each tab. */
-export type RelayedMethod = Exclude<keyof WorkerApi, 'open' | 'close'>;
+/** The WorkerApi calls a follower relays to the leader; `open`, `flush` and `close` stay in each tab. */
+export type RelayedMethod = Exclude<keyof WorkerApi, 'open' | 'flush' | 'close'>;
 
 /** The leader's answer to a tab that joins: how the database was opened, and the sync status now. */
 export interface JoinResult {

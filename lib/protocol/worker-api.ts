@@ -51,7 +51,7 @@ export interface OpenOptions {
 export interface OpenResult {
   readonly storage: StorageKind;
   readonly deviceId: string;
-  /** Why data will not persist, when it will not. */
+  /** Why data may not persist, when it may not (memory storage). */
   readonly warning?: string;
   readonly schemaVersion: number;
   readonly syncedTables: readonly string[];
@@ -89,8 +89,17 @@ export interface QuarantineMessage {
   readonly entries: readonly QuarantineEntry[];
 }
 
+/**
+ * Posted on the notification port when the storage's warning (OpenResult.warning) changes: the
+ * memory fallback could not save its copy to IndexedDB, or can again. `warning` is the whole text.
+ */
+export interface WarningMessage {
+  readonly type: 'warning';
+  readonly warning: string;
+}
+
 /** Everything the worker posts on the notification port. */
-export type Notification = TablesChangedMessage | SyncStatusMessage | ConflictMessage | QuarantineMessage;
+export type Notification = TablesChangedMessage | SyncStatusMessage | ConflictMessage | QuarantineMessage | WarningMessage;
 
 /**
  * Where the worker posts notifications: the MessagePort the main thread transferred, or, in the
@@ -144,6 +153,12 @@ export interface WorkerApi {
   rollback(tx: TxId): Promise<Result<void>>;
   /** The tables a query reads, as SQLite's authorizer reports them when preparing it. */
   readTables(sql: string): Promise<Result<string[]>>;
+  /**
+   * The page is going away (pagehide): saves what the memory fallback has not saved yet, now rather
+   * than after its debounce. Resolves once stored; nothing to do for OPFS, nor in a tab that does
+   * not hold the database (its writes were the holder's commits). Not relayed between tabs.
+   */
+  flush(): Promise<Result<void>>;
   /** Closes the database and lets go of its storage, so that another tab can open it at once. */
   close(): Promise<Result<void>>;
 }
