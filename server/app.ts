@@ -13,9 +13,10 @@
  *        gave, and since=the cursor the catch-up began at (left out by a fresh device and within a
  *        re-sync); a page with `resync: true` starts a re-sync, which goes on with continuing=1
  *        until hasMore is false)
+ * and the backend API for the app's own server (server/backend.ts).
  */
 import type { HttpBindings } from '@hono/node-server';
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import * as v from 'valibot';
 import type { Changes } from '../lib/protocol/down.js';
@@ -23,6 +24,7 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
+import { mountBackend } from './backend.js';
 import { corsMiddleware, type CorsOptions } from './cors.js';
 import { bearer, mintUserToken, sameSecret, verifyUserToken, type User } from './auth.js';
 import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
@@ -58,6 +60,8 @@ const NewProjectSchema = v.strictObject({
   sharedTables: v.optional(v.array(IdentifierSchema)),
 });
 
+const BACKEND_PATH = /^\/v1\/projects\/[^/]+\/backend\//;
+
 const DevTokenSchema = v.strictObject({ user: v.string() });
 
 export function createApp(options: AppOptions): Hono {
@@ -87,7 +91,9 @@ export function createApp(options: AppOptions): Hono {
   if (options.cors) {
     const allow = corsMiddleware(options.cors);
     app.use('/v1/health', allow);
-    app.use('/v1/projects/*', allow);
+    // Not the backend API: a service key belongs on the app's server, never in a page.
+    const allowOutsideBackend: MiddlewareHandler = (c, next) => (BACKEND_PATH.test(c.req.path) ? next() : allow(c, next));
+    app.use('/v1/projects/*', allowOutsideBackend);
   }
 
   app.use(
@@ -160,6 +166,8 @@ export function createApp(options: AppOptions): Hono {
     }
     return c.json({ type: 'changes', ...batch } satisfies Changes);
   });
+
+  mountBackend(app, { store, adminKey: options.adminKey, resolver: options.resolver, onCommit: options.onCommit, readJson });
 
   async function projectOf(c: Context): Promise<Project> {
     const id = c.req.param('project') ?? '';

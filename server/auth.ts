@@ -17,7 +17,8 @@ export interface User {
   readonly expiresAt: number;
 }
 
-const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
+/** What a user id may be: in tokens' `sub`, and in the backend API. */
+export const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 
 export async function mintUserToken(project: Project, userId: string, ttlSeconds = 24 * 3600): Promise<string> {
   if (!USER_ID.test(userId)) throw new ServerError(ErrorKind.Invalid, 'a user id is 1-128 characters of A-Z a-z 0-9 _ . @ : -');

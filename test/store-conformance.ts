@@ -391,5 +391,39 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         expect((await push([change], 'alice')).results[0]?.outcome).toBe('duplicate');
       });
     });
+
+    it('reads one table’s rows in one scope by id, in pages, deleted rows only when asked', async () => {
+      await fresh();
+      await push(['r3', 'r1', 'r5', 'r2', 'r4'].map((row, i) => upsert(row, 10 + i, { title: row }, 'todos', 'insert')));
+      await push([upsert('x1', 20, { title: 'bob' }, 'todos', 'insert')], 'bob');
+      await push([upsert('l1', 21, { name: 'shared' }, 'lists', 'insert')]);
+      await push([remove('r2', 30)]);
+      const rows = (input: Partial<Parameters<Store['rows']>[0]>) => store.rows({ projectId: 'p1', scope: 'user:alice', table: 'todos', limit: 10, ...input });
+      const first = await rows({ limit: 2 });
+      expect(first.rows.map((r) => r.row)).toEqual(['r1', 'r3']);
+      expect(first.hasMore).toBe(true);
+      const rest = await rows({ after: 'r3', limit: 2 });
+      expect([rest.rows.map((r) => r.row), rest.hasMore]).toEqual([['r4', 'r5'], false]);
+      expect((await rows({ includeDeleted: true })).rows.map((r) => [r.row, r.deleted])).toEqual([['r1', false], ['r2', true], ['r3', false], ['r4', false], ['r5', false]]);
+      expect((await rows({ ids: ['r5', 'r2', 'x1', 'nope'] })).rows.map((r) => r.row)).toEqual(['r5']);
+      expect((await rows({ ids: ['r2'], includeDeleted: true })).rows).toMatchObject([{ row: 'r2', deleted: true, deleteClock: clock(30) }]);
+      expect((await rows({ ids: ['r1'] })).rows).toMatchObject([{ row: 'r1', values: { title: 'r1' }, clocks: { title: clock(10 + 1) } }]);
+      expect((await store.rows({ projectId: 'p1', scope: 'shared', table: 'lists', limit: 10 })).rows.map((r) => r.row)).toEqual(['l1']);
+      expect((await store.rows({ projectId: 'p2', scope: 'user:alice', table: 'todos', limit: 10 })).rows).toEqual([]);
+    });
+
+    it('keeps service keys per project, by hash, until deleted', async () => {
+      await fresh();
+      const key = await store.createServiceKey({ id: 'k1', projectId: 'p1', name: 'jobs', hash: 'h1' });
+      expect(key).toEqual({ id: 'k1', projectId: 'p1', name: 'jobs', createdAt: expect.any(Number) });
+      await store.createServiceKey({ id: 'k2', projectId: 'p2', name: '', hash: 'h2' });
+      expect(await store.serviceKey('k1')).toEqual({ ...key, hash: 'h1' });
+      expect(await store.listServiceKeys('p1')).toEqual([key]);
+      expect(await store.deleteServiceKey('p2', 'k1')).toBe(false);
+      expect(await store.deleteServiceKey('p1', 'k1')).toBe(true);
+      expect(await store.serviceKey('k1')).toBeNull();
+      expect(await store.listServiceKeys('p1')).toEqual([]);
+      expect((await store.serviceKey('k2'))?.projectId).toBe('p2');
+    });
   });
 }

@@ -21,8 +21,12 @@ import {
   type PullOutput,
   type PushInput,
   type PushOutput,
+  type RowsInput,
+  type RowsOutput,
   type ScopedRowChange,
+  type ServiceKey,
   type Store,
+  type StoredServiceKey,
 } from './store.js';
 
 const SCHEMA = `
@@ -76,6 +80,14 @@ CREATE TABLE IF NOT EXISTS row_state (
   changed_at INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (project_id, scope, table_name, row_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS service_keys (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS service_keys_by_project ON service_keys (project_id, created_at);
 CREATE INDEX IF NOT EXISTS row_state_by_seq ON row_state (project_id, scope, last_seq);
 CREATE TABLE IF NOT EXISTS conflicts (
   id INTEGER PRIMARY KEY,
@@ -155,6 +167,7 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #statements;
   readonly #pullCache = new Map<string, { page: Database.Statement; count: Database.Statement }>();
+  readonly #rowsCache = new Map<string, Database.Statement>();
   /** Who each device seen belongs to (bindings never change). */
   readonly #owners = new Map<string, string>();
   /** Device contacts not yet written (see #touchDevice). */
@@ -203,6 +216,10 @@ export class SqliteStore implements Store {
       devices: db.prepare('SELECT project_id, device_id, user_id, cursor, online, first_seen, last_seen FROM devices WHERE project_id = ? ORDER BY last_seen DESC'),
       deviceOwner: db.prepare('SELECT user_id FROM devices WHERE project_id = ? AND device_id = ?').pluck(),
       horizon: db.prepare('SELECT horizon FROM projects WHERE id = ?').pluck(),
+      insertServiceKey: db.prepare('INSERT INTO service_keys (id, project_id, name, hash, created_at) VALUES (?, ?, ?, ?, ?)'),
+      serviceKey: db.prepare('SELECT id, project_id, name, hash, created_at FROM service_keys WHERE id = ?'),
+      serviceKeys: db.prepare('SELECT id, project_id, name, created_at FROM service_keys WHERE project_id = ? ORDER BY created_at, id'),
+      deleteServiceKey: db.prepare('DELETE FROM service_keys WHERE project_id = ? AND id = ?'),
       raiseHorizon: db.prepare('UPDATE projects SET horizon = max(horizon, ?) WHERE id = ?'),
       compactChanges: db.prepare(
         'DELETE FROM change_log WHERE (project_id, device_id, change_id) IN (SELECT project_id, device_id, change_id FROM change_log WHERE received_at < ? LIMIT ?)',
@@ -514,6 +531,63 @@ export class SqliteStore implements Store {
       }),
     );
     return result;
+  }
+
+  rows(input: RowsInput): Promise<RowsOutput> {
+    return settle(() => this.#rows(input));
+  }
+
+  #rows(input: RowsInput): RowsOutput {
+    const alive = input.includeDeleted === true ? '' : ' AND deleted = 0';
+    const which = input.ids !== undefined ? ' AND row_id IN (SELECT value FROM json_each(?))' : ' AND row_id > ?';
+    const key = `rows:${alive}:${which}`;
+    let statement = this.#rowsCache.get(key);
+    if (!statement) {
+      statement = this.#db.prepare(
+        `SELECT row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state
+         WHERE project_id = ? AND scope = ? AND table_name = ?${which}${alive} ORDER BY row_id LIMIT ?`,
+      );
+      this.#rowsCache.set(key, statement);
+    }
+    const from = input.ids !== undefined ? JSON.stringify(input.ids) : (input.after ?? '');
+    const found = statement.all(input.projectId, input.scope, input.table, from, input.limit + 1) as Array<Omit<RowStateRecord, 'seqs'> & { row_id: string }>;
+    const rows = found.slice(0, input.limit).map((r) =>
+      toRowChange(input.table, r.row_id, {
+        values: JSON.parse(r.vals) as Record<string, ColumnValue>,
+        clocks: JSON.parse(r.clocks) as Record<string, string>,
+        seqs: {},
+        lastSeq: r.last_seq,
+        deleted: r.deleted === 1,
+        deleteClock: r.delete_clock,
+      }),
+    );
+    return { rows, hasMore: found.length > input.limit };
+  }
+
+  createServiceKey(key: Omit<StoredServiceKey, 'createdAt'>): Promise<ServiceKey> {
+    return settle(() => {
+      const createdAt = Date.now();
+      this.#statements.insertServiceKey.run(key.id, key.projectId, key.name, key.hash, createdAt);
+      return { id: key.id, projectId: key.projectId, name: key.name, createdAt };
+    });
+  }
+
+  serviceKey(id: string): Promise<StoredServiceKey | null> {
+    return settle(() => {
+      const row = this.#statements.serviceKey.get(id) as { id: string; project_id: string; name: string; hash: string; created_at: number } | undefined;
+      return row ? { id: row.id, projectId: row.project_id, name: row.name, hash: row.hash, createdAt: row.created_at } : null;
+    });
+  }
+
+  listServiceKeys(projectId: string): Promise<ServiceKey[]> {
+    return settle(() => {
+      const rows = this.#statements.serviceKeys.all(projectId) as Array<{ id: string; project_id: string; name: string; created_at: number }>;
+      return rows.map((row) => ({ id: row.id, projectId: row.project_id, name: row.name, createdAt: row.created_at }));
+    });
+  }
+
+  deleteServiceKey(projectId: string, id: string): Promise<boolean> {
+    return settle(() => this.#statements.deleteServiceKey.run(projectId, id).changes === 1);
   }
 
   currentSeq(projectId: string): Promise<number> {

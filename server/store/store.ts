@@ -33,6 +33,10 @@
  *   catch-up (`continuing`) whose `since` is, starts over from 0 with `resync`, and the device
  *   drops every row the catch-up did not send. Its pages send deletes as any catch-up does: a row sent on one page may
  *   be deleted before the last.
+ * - rows() reads the current state of one table's rows in one scope, in row id order, after a row
+ *   id and at most `limit`, or the rows named by `ids`; deleted rows only when asked for.
+ * - A service key is stored by its hash only; serviceKey() finds it by id, with the project it
+ *   belongs to, and deleteServiceKey() removes it for good.
  * - No read or write crosses a project, and pull() never returns a row outside the scopes asked for.
  */
 import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
@@ -145,6 +149,39 @@ export interface DeviceRecord {
   readonly lastSeen: number;
 }
 
+export interface RowsInput {
+  readonly projectId: string;
+  readonly scope: string;
+  readonly table: string;
+  /** Rows whose id sorts after this one (the last id of the previous page). */
+  readonly after?: string;
+  /** Only these rows (at most `limit` of them), instead of a page. */
+  readonly ids?: readonly string[];
+  readonly limit: number;
+  /** Deleted rows too, as deletes (their tombstones, while kept). */
+  readonly includeDeleted?: boolean;
+}
+
+export interface RowsOutput {
+  /** In row id order. */
+  readonly rows: readonly RowChange[];
+  /** More rows follow the last one returned. */
+  readonly hasMore: boolean;
+}
+
+/** A backend's key to one project (server/backend.ts). The key itself is never stored, only its hash. */
+export interface ServiceKey {
+  readonly id: string;
+  readonly projectId: string;
+  readonly name: string;
+  readonly createdAt: number;
+}
+
+export interface StoredServiceKey extends ServiceKey {
+  /** SHA-256 of the whole key, hex. */
+  readonly hash: string;
+}
+
 export interface Store {
   createProject(project: NewProject): Promise<Project>;
   getProject(id: string): Promise<Project | null>;
@@ -156,6 +193,14 @@ export interface Store {
   listDevices(projectId: string): Promise<DeviceRecord[]>;
   push(input: PushInput): Promise<PushOutput>;
   pull(input: PullInput): Promise<PullOutput>;
+  /** One table's rows in one scope, as they stand (see the contract). */
+  rows(input: RowsInput): Promise<RowsOutput>;
+  createServiceKey(key: Omit<StoredServiceKey, 'createdAt'>): Promise<ServiceKey>;
+  /** The key with this id, in whichever project, or null. */
+  serviceKey(id: string): Promise<StoredServiceKey | null>;
+  listServiceKeys(projectId: string): Promise<ServiceKey[]>;
+  /** False when the project has no key with this id. */
+  deleteServiceKey(projectId: string, id: string): Promise<boolean>;
   /** The project's highest committed seq. */
   currentSeq(projectId: string): Promise<number>;
   /**
