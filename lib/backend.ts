@@ -13,6 +13,18 @@ import { ErrorKind } from './protocol/error-kind.js';
 import type { Operation } from './protocol/change.js';
 import type { ColumnValue } from './protocol/values.js';
 import type { SqlValue } from './protocol/worker-api.js';
+import { keyIdentity, type KeyValue } from '../worker/row-identity.js';
+
+/**
+ * The ps_global_id of a keyed table's row (one whose declared primary key is not the rowid: a TEXT
+ * key, a composite key, a WITHOUT ROWID table) from its key's values, in key order. Every device
+ * computes the same id for the same key, so a row the backend inserts under it is the row a device
+ * inserting that key writes, merged with it, not a second one its UNIQUE key refuses. Null when a
+ * value is NULL (such a row has a random id). See docs/rows.md.
+ */
+export function rowIdForKey(...values: KeyValue[]): string | null {
+  return keyIdentity(values);
+}
 
 export interface MintOptions {
   readonly projectId: string;

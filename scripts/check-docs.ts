@@ -20,12 +20,15 @@ mkdirSync(out);
 const written: string[] = [];
 for (const source of sources) {
   const text = readFileSync(join(repo, source), 'utf8');
-  for (const match of text.matchAll(/^```(ts|tsx)([^\n]*)\n([\s\S]*?)^```$/gm)) {
-    if (match[2]!.includes('no-check')) continue;
+  // A fence may be indented (a sample inside a list item): its lines lose that indent.
+  for (const match of text.matchAll(/^( *)```(ts|tsx)([^\n]*)\n([\s\S]*?)^\1```$/gm)) {
+    const [, indent = '', kind, info = '', body = ''] = match;
+    if (info.includes('no-check')) continue;
     const line = text.slice(0, match.index).split('\n').length;
-    const name = `${source.replace(/[/.]/g, '_')}_${line}.${match[1]}`;
+    const name = `${source.replace(/[/.]/g, '_')}_${line}.${kind}`;
+    const code = body.split('\n').map((text) => (text.startsWith(indent) ? text.slice(indent.length) : text)).join('\n');
     // The line comment lets tsc's messages point back at the Markdown.
-    writeFileSync(join(out, name), `// ${source}:${line}\n${match[3]}\nexport {};\n`);
+    writeFileSync(join(out, name), `// ${source}:${line}\n${code}\nexport {};\n`);
     written.push(name);
   }
 }

@@ -4,7 +4,7 @@
  * `pocketsync/backend` client, with real PocketSync instances as the devices.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createBackendClient, mintUserToken as mintInBackend, type BackendClient } from '../lib/backend.js';
+import { createBackendClient, mintUserToken as mintInBackend, rowIdForKey, type BackendClient } from '../lib/backend.js';
 import { isPocketSyncError, type Row } from '../lib/index.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { mintUserToken, verifyUserToken } from '../server/auth.js';
@@ -17,7 +17,7 @@ import { openInstance, waitFor } from './helpers/instance.js';
 const ADMIN = 'admin-key-for-backend-tests';
 const schema = {
   version: 1,
-  migrations: [{ version: 1, sql: ['CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, data BLOB, big INTEGER)', 'CREATE TABLE lists (id INTEGER PRIMARY KEY, name TEXT)'] }],
+  migrations: [{ version: 1, sql: ['CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, data BLOB, big INTEGER)', 'CREATE TABLE lists (id INTEGER PRIMARY KEY, name TEXT)', 'CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)'] }],
 };
 
 let server: RunningServer;
@@ -252,6 +252,20 @@ describe('writing on a user’s behalf', () => {
     const [row] = (await backend.rows('todos', { user: 'alice' })).rows;
     expect(row?.values.data).toEqual(new Uint8Array([0, 1, 254, 255]));
     expect(row?.values.big).toBe(2n ** 60n);
+  });
+
+  it('writes a keyed table’s row under the id its key gives on every device', async () => {
+    const alice = await device('alice');
+    const backend = await clientOf('pa');
+    const id = rowIdForKey('theme') ?? '';
+    expect(id).toMatch(/^k[0-9a-f]{32}$/);
+    await backend.write('alice', [{ table: 'settings', id, operation: 'insert', values: { key: 'theme', value: 'dark' } }]);
+    await waitFor(async () => (await alice.database.query('SELECT 1 FROM settings')).length === 1, 5_000, 'the setting on the device');
+    expect(await alice.database.query('SELECT ps_global_id AS id, value FROM settings')).toEqual([{ id, value: 'dark' }]);
+    // The device's own upsert of that key is an edit of the same row.
+    await alice.database.execute("INSERT INTO settings (key, value) VALUES ('theme', 'light') ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    await waitFor(async () => (await backend.rows('settings', { user: 'alice' })).rows[0]?.values.value === 'light', 5_000, 'the device’s edit on the server');
+    expect((await backend.rows('settings', { user: 'alice' })).rows.map((row) => row.id)).toEqual([id]);
   });
 
   it('answers no CORS request: a service key never belongs in a page', async () => {
