@@ -17,6 +17,9 @@ export interface User {
   readonly expiresAt: number;
 }
 
+/** How far ahead of this server's clock a token's iat or nbf may be. */
+export const CLOCK_SKEW_SECONDS = 60;
+
 /** What a user id may be: in tokens' `sub`, and in the backend API. */
 export const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 
@@ -28,20 +31,19 @@ export async function mintUserToken(project: Project, userId: string, ttlSeconds
 
 /**
  * The user of a valid token. Its signature is checked first, then its claims: a token whose `exp`
- * is not a number, lies in the past, or lies further ahead than `maxLifetimeSeconds` is refused.
+ * is not a number, lies in the past, or lies further ahead than `maxLifetimeSeconds` is refused, as
+ * is one whose `iat` or `nbf` lies more than CLOCK_SKEW_SECONDS ahead.
  */
 export async function verifyUserToken(token: string | undefined, project: Project, maxLifetimeSeconds = DEFAULT_LIMITS.maxTokenLifetimeSeconds): Promise<User> {
   if (!token) throw new ServerError(ErrorKind.Auth, 'a user token is required');
   let payload: Record<string, unknown>;
   try {
     // The expiry is checked below, after the signature, so that a forged token is called forged.
-    payload = await verify(token, await hmacKey(project.secret), { alg: 'HS256', exp: false });
+    payload = await verify(token, await hmacKey(project.secret), { alg: 'HS256', exp: false, iat: false, nbf: false });
   } catch (error) {
     const name = error instanceof Error ? error.name : '';
     const reason =
       name === 'JwtTokenSignatureMismatched' ? 'the token signature is not valid for this project'
-      : name === 'JwtTokenNotBefore' ? 'the token is not valid yet (nbf)'
-      : name === 'JwtTokenIssuedAt' ? 'the token was issued in the future (iat)'
       : 'the token is not valid';
     throw new ServerError(ErrorKind.Auth, reason);
   }
@@ -51,6 +53,14 @@ export async function verifyUserToken(token: string | undefined, project: Projec
   if (exp === undefined) throw new ServerError(ErrorKind.Auth, 'the token has no expiry (exp)');
   if (typeof exp !== 'number' || !Number.isFinite(exp)) throw new ServerError(ErrorKind.Auth, 'the token\'s expiry (exp) is not a number of seconds');
   const now = Date.now() / 1000;
+  // iat and nbf are the signer's clock: a backend whose clock runs a little ahead still signs valid tokens.
+  const { iat, nbf } = payload;
+  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat) || iat > now + CLOCK_SKEW_SECONDS)) {
+    throw new ServerError(ErrorKind.Auth, 'the token was issued in the future (iat)');
+  }
+  if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf) || nbf > now + CLOCK_SKEW_SECONDS)) {
+    throw new ServerError(ErrorKind.Auth, 'the token is not valid yet (nbf)');
+  }
   if (exp <= now) throw new ServerError(ErrorKind.Auth, 'the token has expired');
   if (exp - now > maxLifetimeSeconds) {
     throw new ServerError(ErrorKind.Auth, `the token is valid for longer than this server accepts (exp at most ${maxLifetimeSeconds} s ahead)`);

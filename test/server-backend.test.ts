@@ -3,6 +3,7 @@
  * server-authored writes that merge and reach devices like a device's. Driven through the
  * `pocketsync/backend` client, with real PocketSync instances as the devices.
  */
+import { sign } from 'hono/jwt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createBackendClient, mintUserToken as mintInBackend, rowIdForKey, type BackendClient } from '../lib/backend.js';
 import { isPocketSyncError, type Row } from '../lib/index.js';
@@ -290,5 +291,13 @@ describe('mintUserToken from pocketsync/backend', () => {
     const dana = await openInstance({ schema, serverUrl: server.url, projectId: 'pa', authToken: token });
     await waitFor(() => dana.sync.status.state === 'live', 5_000, 'dana live');
     expect(await failure(mintInBackend({ projectId: 'pa', secret: a.secret, user: 'has space' }))).toMatchObject({ kind: ErrorKind.Invalid });
+  });
+
+  it('is accepted from a signer whose clock runs up to a minute ahead, and refused beyond', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const signed = (claims: Record<string, number>) => sign({ sub: 'alice', project: 'pa', exp: now + 3600, ...claims }, a.secret, 'HS256');
+    await expect(verifyUserToken(await signed({ iat: now + 30, nbf: now + 30 }), a)).resolves.toMatchObject({ userId: 'alice' });
+    await expect(verifyUserToken(await signed({ iat: now + 120 }), a)).rejects.toMatchObject({ kind: ErrorKind.Auth, message: 'the token was issued in the future (iat)' });
+    await expect(verifyUserToken(await signed({ nbf: now + 120 }), a)).rejects.toMatchObject({ kind: ErrorKind.Auth, message: 'the token is not valid yet (nbf)' });
   });
 });
