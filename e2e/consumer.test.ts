@@ -24,6 +24,15 @@ const appDir = join(work, 'my-app');
 const serverDir = join(work, 'server');
 const children: ChildProcess[] = [];
 const INSTALL = ['install', '--no-audit', '--no-fund', '--prefer-offline'];
+const ADMIN_KEY = 'consumer-test-admin-key';
+/** The app's own backend: a job on plain Node that writes a todo for a user through pocketsync/backend. */
+const BACKEND_JOB = `import { createBackendClient } from 'pocketsync/backend';
+const [serverUrl, serviceKey, user, title] = process.argv.slice(2);
+const backend = createBackendClient({ serverUrl, projectId: 'demo', serviceKey });
+const { results } = await backend.write(user, [{ table: 'todos', id: 'from-the-backend', operation: 'insert', values: { title, done: 0 } }]);
+const { rows } = await backend.rows('todos', { user });
+console.log(JSON.stringify({ outcomes: results.map((r) => r.outcome), titles: rows.map((r) => r.values.title) }));
+`;
 
 interface Packed {
   readonly name: string;
@@ -103,7 +112,7 @@ beforeAll(async () => {
   // The server, installed on its own as `npx pocketsync-server` would, then started by its bin.
   write(join(serverDir, 'package.json'), JSON.stringify({ name: 'server', private: true, dependencies: { 'pocketsync-server': `file:${tarball('pocketsync-server')}` } }));
   await run('npm', INSTALL, { cwd: serverDir, timeoutMs: 300_000 });
-  const server = await start(join(serverDir, 'node_modules/.bin/pocketsync-server'), ['--dev', '--port', '0', '--data-dir', join(serverDir, 'data')], {
+  const server = await start(join(serverDir, 'node_modules/.bin/pocketsync-server'), ['--dev', '--port', '0', '--data-dir', join(serverDir, 'data'), '--admin-key', ADMIN_KEY], {
     cwd: serverDir,
     ready: /PocketSync server: (http:\/\/\S+?)\/? \(/,
   });
@@ -191,6 +200,23 @@ describe.skipIf(!haveBrowser)('a new user’s app, from the packed packages', ()
     await pageA.reload();
     await pageA.getByRole('listitem').filter({ hasText: 'written on A' }).waitFor({ timeout: 15_000 });
     expect(await pageA.locator('li input:checked').count()).toBe(1);
+  });
+
+  it('lets the app’s backend, on plain Node, write a user’s todo through pocketsync/backend: it shows on the user’s page live', async () => {
+    const page = await (await newDevice()).newPage();
+    await page.goto(`${appUrl}?user=xia`);
+    await page.getByRole('status').filter({ hasText: /^live, 0 pending/ }).waitFor({ timeout: 30_000 });
+    const created = await fetch(new URL('v1/admin/projects/demo/service-keys', serverUrl), {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN_KEY}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'consumer test' }),
+    });
+    expect(created.status).toBe(201);
+    const { key } = (await created.json()) as { key: string };
+    write(join(appDir, 'backend-job.mjs'), BACKEND_JOB);
+    const { output } = await run('node', ['backend-job.mjs', serverUrl, key, 'xia', 'from the backend'], { cwd: appDir });
+    expect(JSON.parse(output) as unknown).toEqual({ outcomes: ['applied'], titles: ['from the backend'] });
+    await page.getByRole('listitem').filter({ hasText: 'from the backend' }).waitFor({ timeout: 15_000 });
   });
 
   it('runs under `vite` (dev) too, with none of its warnings about the package', async () => {
