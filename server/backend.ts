@@ -59,8 +59,11 @@ const BackendChangeSchema = v.strictObject({
   /** The row's ps_global_id. */
   id: IdSchema,
   operation: OperationSchema,
-  /** The columns written (all of the row's for an insert); none for a delete. */
-  values: v.optional(v.record(v.string(), v.unknown())),
+  /**
+   * The columns written (all of the row's for an insert); none for a delete. Checked with the
+   * change, as a device's are (ClientChangeSchema), so a bad one rejects that change alone.
+   */
+  values: v.optional(v.unknown()),
   /** Makes the write idempotent: a change id sent before for this user is answered 'duplicate'. */
   changeId: v.optional(IdSchema),
 });

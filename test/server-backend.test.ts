@@ -226,6 +226,14 @@ describe('writing on a user’s behalf', () => {
       { table: 'todos', id: 'r4', operation: 'update', values: { 'bad column': 1 } },
     ]);
     expect(mixed.results.map((result) => [result.outcome, result.error?.kind])).toEqual([['applied', undefined], ['rejected', ErrorKind.Invalid], ['rejected', ErrorKind.Invalid]]);
+    // A column the wire cannot carry is refused, not dropped without a word.
+    const key = await newKey('pa');
+    const proto = await fetch(new URL('v1/projects/pa/backend/changes', server.url), {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${key}` },
+      body: '{"user":"alice","changes":[{"table":"todos","id":"r5","operation":"insert","values":{"title":"t","__proto__":{"x":1}}},{"table":"todos","id":"r6","operation":"update","values":[1]}]}',
+    });
+    expect(((await proto.json()) as { results: Array<{ outcome: string }> }).results.map((result) => result.outcome)).toEqual(['rejected', 'rejected']);
     expect((await backend.rows('todos', { user: 'alice' })).rows.map((row) => row.id)).toEqual(['r1', 'r2']);
   });
 
