@@ -25,6 +25,7 @@ import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { mountBackend } from './backend.js';
+import type { Metrics } from './metrics.js';
 import { corsMiddleware, type CorsOptions } from './cors.js';
 import { bearer, mintUserToken, sameSecret, verifyUserToken, type User } from './auth.js';
 import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
@@ -49,6 +50,8 @@ export interface AppOptions {
   readonly requests?: RateLimiter;
   /** Called after each commit with its effective changes, in seq order (the fan-out listens). */
   readonly onCommit?: (projectId: string, changes: readonly ScopedRowChange[]) => void;
+  /** Counted as requests are served, and read by `GET /metrics` (admin key); none when absent. */
+  readonly metrics?: Metrics;
   /** One structured line per refused or failed request. */
   readonly log?: (line: Record<string, unknown>) => void;
 }
@@ -143,7 +146,7 @@ export function createApp(options: AppOptions): Hono {
       deviceCursor: body.cursor ?? 0,
       changes: body.changes,
       resolver: options.resolver,
-    });
+    }, options.metrics);
     if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
     return c.json(ack);
   });
@@ -167,7 +170,14 @@ export function createApp(options: AppOptions): Hono {
     return c.json({ type: 'changes', ...batch } satisfies Changes);
   });
 
-  mountBackend(app, { store, adminKey: options.adminKey, resolver: options.resolver, onCommit: options.onCommit, readJson });
+  mountBackend(app, { store, adminKey: options.adminKey, resolver: options.resolver, onCommit: options.onCommit, metrics: options.metrics, readJson });
+
+  // Prometheus scrapes with the admin key (`authorization: { credentials: <key> }` in its config).
+  app.get('/metrics', async (c) => {
+    if (!sameSecret(bearer(c.req.header('Authorization')), options.adminKey)) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
+    if (!options.metrics) throw new ServerError(ErrorKind.NotFound, 'this server keeps no metrics');
+    return c.body(await options.metrics.registry.metrics(), 200, { 'Content-Type': options.metrics.registry.contentType });
+  });
 
   async function projectOf(c: Context): Promise<Project> {
     const id = c.req.param('project') ?? '';

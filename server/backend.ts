@@ -33,6 +33,7 @@ import { randomHex } from '../worker/random.js';
 import { bearer, sameSecret, USER_ID } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import type { Resolver } from './merge.js';
+import type { Metrics } from './metrics.js';
 import { acceptPush, findProject } from './push.js';
 import { scopeOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 
@@ -41,6 +42,7 @@ export interface BackendOptions {
   readonly adminKey: string;
   readonly resolver?: Resolver | undefined;
   readonly onCommit?: ((projectId: string, changes: readonly ScopedRowChange[]) => void) | undefined;
+  readonly metrics?: Metrics | undefined;
   readonly readJson: (c: Context) => Promise<unknown>;
 }
 
@@ -161,7 +163,7 @@ export function mountBackend(app: Hono, options: BackendOptions): void {
       ...(change.values !== undefined ? { values: change.values } : {}),
       base,
     }));
-    const { out, ack } = await acceptPush(store, { projectId: project.id, userId: body.user, deviceId, deviceCursor: base, changes, resolver: options.resolver });
+    const { out, ack } = await acceptPush(store, { projectId: project.id, userId: body.user, deviceId, deviceCursor: base, changes, resolver: options.resolver }, options.metrics);
     if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
     const { type: _type, ...result } = ack;
     return c.json(result);

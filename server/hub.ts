@@ -81,6 +81,11 @@ export class Hub {
     }
   }
 
+  /** Subscribers per project, now. */
+  connectionsByProject(): Map<string, number> {
+    return new Map([...this.#projects].map(([projectId, entries]) => [projectId, entries.size]));
+  }
+
   get connections(): number {
     let count = 0;
     for (const entries of this.#projects.values()) count += entries.size;

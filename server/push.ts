@@ -15,6 +15,7 @@ import * as v from 'valibot';
 import { IdSchema } from '../lib/protocol/values.js';
 import { clockCheck } from './clocks.js';
 import { issueMessage, ServerError } from './errors.js';
+import type { Metrics } from './metrics.js';
 import type { Project, PushInput, PushOutput, Store } from './store/store.js';
 
 /** A push's changes as the envelope carries them: a list within the count limit, each parsed later on its own. */
@@ -29,7 +30,8 @@ export interface PushRequest extends Omit<PushInput, 'changes'> {
   readonly changes: readonly unknown[];
 }
 
-export async function acceptPush(store: Store, request: PushRequest): Promise<{ out: PushOutput; ack: Ack }> {
+export async function acceptPush(store: Store, request: PushRequest, metrics?: Metrics): Promise<{ out: PushOutput; ack: Ack }> {
+  const started = performance.now();
   const clockError = clockCheck();
   const valid: ClientChange[] = [];
   // One slot per pushed change: its rejection, or null where the store's result goes.
@@ -52,6 +54,7 @@ export async function acceptPush(store: Store, request: PushRequest): Promise<{ 
     ...(out.conflicts.length > 0 ? { conflicts: out.conflicts } : {}),
     ...(out.rows.length > 0 ? { rows: out.rows } : {}),
   };
+  metrics?.pushed(request.projectId, out, (performance.now() - started) / 1000);
   return { out, ack };
 }
 

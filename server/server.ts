@@ -23,6 +23,7 @@ import { LIMITS } from '../lib/protocol/up.js';
 import { createApp } from './app.js';
 import type { CorsOptions } from './cors.js';
 import { Hub } from './hub.js';
+import { Metrics } from './metrics.js';
 import { DEFAULT_LIMITS, DEFAULT_RETENTION, RateLimiter, type Retention, type ServerLimits } from './limits.js';
 import { findProject } from './push.js';
 import type { Resolver } from './merge.js';
@@ -74,6 +75,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const retention: Retention = { ...DEFAULT_RETENTION, ...options.retention };
   const log = options.log === null ? () => undefined : (options.log ?? ((line) => console.log(JSON.stringify({ time: new Date().toISOString(), ...line }))));
   const requests = new RateLimiter(limits.requestsPerSecond, 1);
+  const metrics = new Metrics(() => hub.connectionsByProject());
   const app = createApp({
     store,
     adminKey: options.adminKey,
@@ -82,6 +84,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     ...(options.resolver ? { resolver: options.resolver } : {}),
     limits,
     requests,
+    metrics,
     onCommit: (projectId, changes) => hub.publish(projectId, changes),
     log,
   });
@@ -94,6 +97,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     hellos: new RateLimiter(limits.hellosPerMinute, 60),
     requests,
     log,
+    metrics,
   };
   if (options.staticDir) app.use('/*', serveStatic({ root: options.staticDir }));
 

@@ -24,6 +24,7 @@ import { acceptPush, anotherUsersDevice, PushEnvelopeSchema } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { RateLimiter, ServerLimits } from './limits.js';
 import type { Resolver } from './merge.js';
+import type { Metrics } from './metrics.js';
 import type { RowChange } from '../lib/protocol/change.js';
 import { scopesOf, type Project, type PullOutput, type Store } from './store/store.js';
 
@@ -38,6 +39,7 @@ export interface SocketDeps {
   /** Frames after the hello (pushes, and anything else a device sends) per user and project. */
   readonly requests: RateLimiter;
   readonly log: (line: Record<string, unknown>) => void;
+  readonly metrics?: Metrics | undefined;
 }
 
 /** The side of a WebSocket the server talks to (a `ws` WebSocket). */
@@ -230,6 +232,7 @@ export class SyncSocket {
         if (!page.hasMore || changes.length >= this.#deps.batchSize) break;
       }
       this.#send({ type: 'changes', changes, cursor, hasMore: page.hasMore, remaining: page.remaining, ...(startsResync ? { resync: true as const } : {}) });
+      this.#deps.metrics?.caughtUp(this.#project.id, changes.length);
       if (!page.hasMore) break;
       // Nothing more is read while the device has not yet taken what was sent; one that takes
       // nothing for a minute is let go (the fan-out keeps its scopes' changes meanwhile).
@@ -267,7 +270,7 @@ export class SyncSocket {
       deviceCursor: push.cursor ?? this.#cursor,
       changes: push.changes,
       resolver: this.#deps.resolver,
-    });
+    }, this.#deps.metrics);
     this.#send(ack);
     if (out.effective.length > 0) this.#deps.hub.publish(this.#project.id, out.effective, subscriber);
     for (const conflict of out.conflicts) this.#deps.log({ event: 'conflict', project: this.#project.id, ...conflict });
