@@ -11,7 +11,7 @@
 import { PocketSyncError } from './errors.js';
 import { ErrorKind } from './protocol/error-kind.js';
 import type { Operation } from './protocol/change.js';
-import type { ColumnValue } from './protocol/values.js';
+import { USER_ID, USER_ID_RULE, type ColumnValue } from './protocol/values.js';
 import type { SqlValue } from './protocol/worker-api.js';
 import { keyIdentity, type KeyValue } from '../worker/row-identity.js';
 
@@ -36,11 +36,10 @@ export interface MintOptions {
   readonly ttlSeconds?: number;
 }
 
-const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 
 /** A user token (JWT, HS256) for one user of one project, signed with the project's secret. */
 export async function mintUserToken(options: MintOptions): Promise<string> {
-  if (!USER_ID.test(options.user)) throw new PocketSyncError(ErrorKind.Invalid, 'a user id is 1-128 characters of A-Z a-z 0-9 _ . @ : -');
+  if (!USER_ID.test(options.user)) throw new PocketSyncError(ErrorKind.Invalid, USER_ID_RULE);
   const ttl = options.ttlSeconds ?? 24 * 3600;
   if (!Number.isInteger(ttl) || ttl < 1) throw new PocketSyncError(ErrorKind.Invalid, 'ttlSeconds must be a whole number of seconds, at least 1');
   const now = Math.floor(Date.now() / 1000);

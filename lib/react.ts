@@ -61,44 +61,22 @@ export function useQuery<T extends Row = Row>(sql: string, params?: Params): Que
   // The params of the render that made this key: equal values, so any of them will do.
   const paramsRef = useRef(params);
   paramsRef.current = params;
-  const store = useMemo(() => new QueryStore<T>(pocketSync, sql, paramsRef.current), [pocketSync, sql, key]);
+  const store = useMemo(() => {
+    const result: ValueStore<QueryResult<T>> = new ValueStore<QueryResult<T>>(
+      LOADING,
+      (set) =>
+        pocketSync.database.watch<T>(sql, paramsRef.current, (rows) => set({ rows, loading: false, error: null }), {
+          onError: (error) => set({ rows: result.snapshot().rows, loading: false, error }),
+        }),
+      sameResult,
+    );
+    return result;
+  }, [pocketSync, sql, key]);
   return useSyncExternalStore(store.subscribe, store.snapshot, store.snapshot);
 }
 
-/** One mounted query: its last result, and the watch that keeps it while React subscribes. */
-class QueryStore<T extends Row> {
-  #result: QueryResult<T> = LOADING;
-  readonly #listeners = new Set<() => void>();
-  #stop: (() => void) | null = null;
-
-  constructor(
-    private readonly pocketSync: PocketSync,
-    private readonly sql: string,
-    private readonly params: Params | undefined,
-  ) {}
-
-  readonly snapshot = (): QueryResult<T> => this.#result;
-
-  readonly subscribe = (listener: () => void): (() => void) => {
-    this.#listeners.add(listener);
-    this.#stop ??= this.pocketSync.database.watch<T>(this.sql, this.params, (rows) => this.#set({ rows, loading: false, error: null }), {
-      onError: (error) => this.#set({ rows: this.#result.rows, loading: false, error }),
-    });
-    return () => {
-      this.#listeners.delete(listener);
-      if (this.#listeners.size === 0) {
-        this.#stop?.();
-        this.#stop = null;
-      }
-    };
-  };
-
-  #set(next: QueryResult<T>): void {
-    const last = this.#result;
-    if (last.loading === next.loading && last.error === next.error && sameRows(last.rows, next.rows)) return;
-    this.#result = next;
-    for (const listener of this.#listeners) listener();
-  }
+function sameResult<T extends Row>(a: QueryResult<T>, b: QueryResult<T>): boolean {
+  return a.loading === b.loading && a.error === b.error && sameRows(a.rows, b.rows);
 }
 
 /** The sync status (`pocketSync.sync.status`), re-rendering on each change. */
@@ -139,7 +117,10 @@ export function useUnsynced(table: string): ReadonlySet<string> {
 
 const EMPTY_SET: ReadonlySet<string> = new Set();
 
-/** A value fed by a source that is started with the first subscriber and stopped after the last. */
+/**
+ * A value fed by a source that is started with the first subscriber and stopped after the last (a
+ * watch, a listener); a new value equal to the last by `same` is dropped, so nothing re-renders.
+ */
 class ValueStore<V> {
   #value: V;
   readonly #listeners = new Set<() => void>();
@@ -148,6 +129,7 @@ class ValueStore<V> {
   constructor(
     initial: V,
     private readonly start: (set: (value: V) => void) => () => void,
+    private readonly same: (a: V, b: V) => boolean = () => false,
   ) {
     this.#value = initial;
   }
@@ -167,6 +149,7 @@ class ValueStore<V> {
   };
 
   set(value: V): void {
+    if (this.same(this.#value, value)) return;
     this.#value = value;
     for (const listener of this.#listeners) listener();
   }

@@ -27,7 +27,7 @@ import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { mountBackend } from './backend.js';
 import type { Metrics } from './metrics.js';
 import { corsMiddleware, type CorsOptions } from './cors.js';
-import { bearer, mintUserToken, sameSecret, verifyUserToken, type User } from './auth.js';
+import { adminOnly, bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
 import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
 import { parse, ServerError } from './errors.js';
 import { acceptPush, anotherUsersDevice, findProject, HttpPushEnvelopeSchema } from './push.js';
@@ -107,12 +107,15 @@ export function createApp(options: AppOptions): Hono {
     }),
   );
 
+  const admin = adminOnly(options.adminKey);
+  app.use('/v1/admin/*', admin);
+  app.use('/metrics', admin);
+
   app.get('/v1/health', (c) => c.json({ ok: true, protocolVersion: PROTOCOL_VERSION }));
   // The sync endpoint is a WebSocket (server.ts handles the upgrade); a plain GET is told so.
   app.get('/v1/projects/:project/sync', (c) => c.json({ kind: ErrorKind.Invalid, message: 'this is a WebSocket endpoint: connect with an Upgrade: websocket request' }, 426));
 
   app.post('/v1/admin/projects', async (c) => {
-    if (!sameSecret(bearer(c.req.header('Authorization')), options.adminKey)) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
     const input = parse(NewProjectSchema, await readJson(c));
     if (await store.getProject(input.id)) throw new ServerError(ErrorKind.Invalid, `project ${input.id} already exists`);
     const project = await store.createProject({
@@ -170,11 +173,10 @@ export function createApp(options: AppOptions): Hono {
     return c.json({ type: 'changes', ...batch } satisfies Changes);
   });
 
-  mountBackend(app, { store, adminKey: options.adminKey, resolver: options.resolver, onCommit: options.onCommit, metrics: options.metrics, readJson });
+  mountBackend(app, { store, resolver: options.resolver, onCommit: options.onCommit, metrics: options.metrics, readJson });
 
   // Prometheus scrapes with the admin key (`authorization: { credentials: <key> }` in its config).
   app.get('/metrics', async (c) => {
-    if (!sameSecret(bearer(c.req.header('Authorization')), options.adminKey)) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
     if (!options.metrics) throw new ServerError(ErrorKind.NotFound, 'this server keeps no metrics');
     return c.body(await options.metrics.registry.metrics(), 200, { 'Content-Type': options.metrics.registry.contentType });
   });

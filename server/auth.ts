@@ -4,8 +4,10 @@
  * A missing, expired, forged, other-project or too long-lived token is refused with kind 'auth'.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
 import { sign, verify } from 'hono/jwt';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
+import { USER_ID, USER_ID_RULE } from '../lib/protocol/values.js';
 import { ServerError } from './errors.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { Project } from './store/store.js';
@@ -20,11 +22,9 @@ export interface User {
 /** How far ahead of this server's clock a token's iat or nbf may be. */
 export const CLOCK_SKEW_SECONDS = 60;
 
-/** What a user id may be: in tokens' `sub`, and in the backend API. */
-export const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 
 export async function mintUserToken(project: Project, userId: string, ttlSeconds = 24 * 3600): Promise<string> {
-  if (!USER_ID.test(userId)) throw new ServerError(ErrorKind.Invalid, 'a user id is 1-128 characters of A-Z a-z 0-9 _ . @ : -');
+  if (!USER_ID.test(userId)) throw new ServerError(ErrorKind.Invalid, USER_ID_RULE);
   const now = Math.floor(Date.now() / 1000);
   return sign({ sub: userId, project: project.id, iat: now, exp: now + ttlSeconds }, await hmacKey(project.secret), 'HS256');
 }
@@ -89,6 +89,14 @@ function hmacKey(secret: string): Promise<CryptoKey> {
 export function sameSecret(given: string | undefined, expected: string): boolean {
   const digest = (text: string) => createHash('sha256').update(text).digest();
   return given !== undefined && timingSafeEqual(digest(given), digest(expected));
+}
+
+/** Refuses, with kind 'auth', a request whose `Authorization: Bearer` is not the admin key. */
+export function adminOnly(adminKey: string): MiddlewareHandler {
+  return async (c, next) => {
+    if (!sameSecret(bearer(c.req.header('Authorization')), adminKey)) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
+    await next();
+  };
 }
 
 /** The token of an `Authorization: Bearer <token>` header. */

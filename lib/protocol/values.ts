@@ -58,5 +58,9 @@ export function own<T>(from: Readonly<Record<string, T>> | undefined, key: strin
 
 /** Hybrid-logical-clock stamps (worker/hlc.ts): 21 digits, a dash, the device id. */
 export const ClockSchema = v.pipe(v.string(), v.regex(/^\d{21}-[A-Za-z0-9_-]{1,64}$/, 'not a clock stamp'));
+/** A user id, in tokens' `sub` and the backend API: 1–128 characters of [A-Za-z0-9_.@:-]. */
+export const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
+export const USER_ID_RULE = 'a user id is 1-128 characters of A-Z a-z 0-9 _ . @ : -';
+
 /** Change ids and row ids (ps_global_id): opaque, 1–64 characters of [A-Za-z0-9_-]. */
 export const IdSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ -'));

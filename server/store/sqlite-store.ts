@@ -460,16 +460,7 @@ export class SqliteStore implements Store {
       const rows = page.all(...perScope, input.limit + 1) as Array<Omit<RowStateRecord, 'seqs'> & { table_name: string; row_id: string }>;
       const hasMore = rows.length > input.limit;
       const batch = rows.slice(0, input.limit);
-      const changes = batch.map((r) =>
-        toRowChange(r.table_name, r.row_id, {
-          values: JSON.parse(r.vals) as Record<string, ColumnValue>,
-          clocks: JSON.parse(r.clocks) as Record<string, string>,
-          seqs: {},
-          lastSeq: r.last_seq,
-          deleted: r.deleted === 1,
-          deleteClock: r.delete_clock,
-        }),
-      );
+      const changes = batch.map((r) => storedRowChange(r.table_name, r.row_id, r));
       const last = batch.at(-1)?.last_seq;
       const cursor = hasMore && last !== undefined ? last : ((this.#statements.lastSeq.get(input.projectId) as number | undefined) ?? from);
       const remaining = !hasMore
@@ -551,16 +542,7 @@ export class SqliteStore implements Store {
     }
     const from = input.ids !== undefined ? JSON.stringify(input.ids) : (input.after ?? '');
     const found = statement.all(input.projectId, input.scope, input.table, from, input.limit + 1) as Array<Omit<RowStateRecord, 'seqs'> & { row_id: string }>;
-    const rows = found.slice(0, input.limit).map((r) =>
-      toRowChange(input.table, r.row_id, {
-        values: JSON.parse(r.vals) as Record<string, ColumnValue>,
-        clocks: JSON.parse(r.clocks) as Record<string, string>,
-        seqs: {},
-        lastSeq: r.last_seq,
-        deleted: r.deleted === 1,
-        deleteClock: r.delete_clock,
-      }),
-    );
+    const rows = found.slice(0, input.limit).map((r) => storedRowChange(input.table, r.row_id, r));
     return { rows, hasMore: found.length > input.limit };
   }
 
@@ -606,6 +588,18 @@ export class SqliteStore implements Store {
 /** Runs synchronous store work and hands back a promise, with a throw becoming a rejection. */
 function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
+}
+
+/** A stored row as it goes out (a catch-up page, a backend read): no per-column seqs needed. */
+function storedRowChange(table: string, row: string, r: Omit<RowStateRecord, 'seqs'>): RowChange {
+  return toRowChange(table, row, {
+    values: JSON.parse(r.vals) as Record<string, ColumnValue>,
+    clocks: JSON.parse(r.clocks) as Record<string, string>,
+    seqs: {},
+    lastSeq: r.last_seq,
+    deleted: r.deleted === 1,
+    deleteClock: r.delete_clock,
+  });
 }
 
 function toRowChange(table: string, row: string, state: RowState): RowChange {
