@@ -21,7 +21,7 @@ const written: string[] = [];
 for (const source of sources) {
   const text = readFileSync(join(repo, source), 'utf8');
   // A fence may be indented (a sample inside a list item): its lines lose that indent.
-  for (const match of text.matchAll(/^( *)```(ts|tsx)([^\n]*)\n([\s\S]*?)^\1```$/gm)) {
+  for (const match of text.matchAll(/^( *)```(tsx|ts)([^\n]*)\n([\s\S]*?)^\1```$/gm)) {
     const [, indent = '', kind, info = '', body = ''] = match;
     if (info.includes('no-check')) continue;
     const line = text.slice(0, match.index).split('\n').length;
