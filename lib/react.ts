@@ -11,7 +11,7 @@
  * on every render keeps the same watch). A watch re-runs its query whenever a table it reads
  * changes; the component re-renders only when the rows differ from the last ones, value by value.
  */
-import { createContext, createElement, useCallback, useContext, useMemo, useRef, useSyncExternalStore, type ReactNode } from 'react';
+import { createContext, createElement, useCallback, useContext, useMemo, useSyncExternalStore, type ReactNode } from 'react';
 import { PocketSyncError } from './errors.js';
 import type { PocketSync } from './pocket-sync.js';
 import { ErrorKind } from './protocol/error-kind.js';
@@ -58,14 +58,13 @@ const LOADING: QueryResult<never> = Object.freeze({ rows: Object.freeze([]), loa
 export function useQuery<T extends Row = Row>(sql: string, params?: Params): QueryResult<T> {
   const pocketSync = usePocketSync();
   const key = paramsKey(params);
-  // The params of the render that made this key: equal values, so any of them will do.
-  const paramsRef = useRef(params);
-  paramsRef.current = params;
+  // Made once per SQL and params key: it watches the params of the render that made it, whose
+  // values every later render with the same key repeats.
   const store = useMemo(() => {
     const result: ValueStore<QueryResult<T>> = new ValueStore<QueryResult<T>>(
       LOADING,
       (set) =>
-        pocketSync.database.watch<T>(sql, paramsRef.current, (rows) => set({ rows, loading: false, error: null }), {
+        pocketSync.database.watch<T>(sql, params, (rows) => set({ rows, loading: false, error: null }), {
           onError: (error) => set({ rows: result.snapshot().rows, loading: false, error }),
         }),
       sameResult,
@@ -162,11 +161,13 @@ function paramsKey(params: Params | undefined): string {
   return JSON.stringify(entries.map(([name, value]) => [name, valueKey(value)]), null, 0) + (Array.isArray(params) ? '[]' : '{}');
 }
 
-function valueKey(value: SqlValue): string | number | null {
+/** Tells apart every two values SQLite tells apart: NaN, ±Infinity, -0 and null too (JSON would not). */
+function valueKey(value: SqlValue): string | null {
+  if (value === null) return null;
   if (value instanceof Uint8Array) return `b:${Array.from(value).join(',')}`;
-  if (typeof value === 'bigint') return `n:${value}`;
-  if (typeof value === 'string') return `s:${value}`;
-  return value;
+  if (typeof value === 'bigint') return `i:${value}`;
+  if (typeof value === 'number') return `n:${Object.is(value, -0) ? '-0' : String(value)}`;
+  return `s:${value}`;
 }
 
 function sameRows(a: readonly Row[], b: readonly Row[]): boolean {

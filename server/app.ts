@@ -30,7 +30,7 @@ import { corsMiddleware, type CorsOptions } from './cors.js';
 import { adminOnly, bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
 import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, anotherUsersDevice, findProject, HttpPushEnvelopeSchema } from './push.js';
+import { acceptPush, claimDevice, findProject, HttpPushEnvelopeSchema, SERVER_DEVICE_PREFIX } from './push.js';
 import { randomHex } from '../worker/random.js';
 import { StrategySchema, type Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
@@ -139,9 +139,7 @@ export function createApp(options: AppOptions): Hono {
     const project = await projectOf(c);
     const user = await userOf(c, project);
     const body = parse(HttpPushEnvelopeSchema, await readJson(c));
-    if (!(await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId: body.deviceId }))) {
-      throw anotherUsersDevice(body.deviceId);
-    }
+    await claimDevice(store, { projectId: project.id, userId: user.userId, deviceId: body.deviceId });
     const { out, ack } = await acceptPush(store, {
       projectId: project.id,
       userId: user.userId,
@@ -167,7 +165,7 @@ export function createApp(options: AppOptions): Hono {
     const since = c.req.query('since') === undefined ? undefined : integerParam(c.req.query('since'), 'since', 0);
     const batch = await store.pull({ projectId: project.id, scopes: scopesOf(user.userId), cursor, limit, fresh: fresh === '1', continuing: continuing === '1', ...(since === undefined ? {} : { since }) });
     const deviceId = c.req.query('deviceId');
-    if (deviceId !== undefined && v.is(IdSchema, deviceId)) {
+    if (deviceId !== undefined && v.is(IdSchema, deviceId) && !deviceId.startsWith(SERVER_DEVICE_PREFIX)) {
       await store.touchDevice({ projectId: project.id, userId: user.userId, deviceId, cursor: batch.cursor });
     }
     return c.json({ type: 'changes', ...batch } satisfies Changes);

@@ -23,7 +23,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { Context, Hono } from 'hono';
 import * as v from 'valibot';
-import type { RowChange } from '../lib/protocol/change.js';
+import type { PushResult, RowChange } from '../lib/protocol/change.js';
 import { OperationSchema } from '../lib/protocol/change.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { LIMITS } from '../lib/protocol/up.js';
@@ -34,7 +34,7 @@ import { bearer, sameSecret } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import type { Resolver } from './merge.js';
 import type { Metrics } from './metrics.js';
-import { acceptPush, findProject } from './push.js';
+import { acceptPush, findProject, SERVER_DEVICE_PREFIX } from './push.js';
 import { scopeOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 
 export interface BackendOptions {
@@ -148,24 +148,37 @@ export function mountBackend(app: Hono, options: BackendOptions): void {
     if (!(await store.touchDevice({ projectId: project.id, userId: body.user, deviceId }))) {
       throw new ServerError(ErrorKind.Internal, `the server's device id for user ${body.user} is bound to another user`);
     }
+    const changeIds = body.changes.flatMap((change) => (change.changeId === undefined ? [] : [change.changeId]));
+    if (new Set(changeIds).size < changeIds.length) throw new ServerError(ErrorKind.Invalid, 'a changeId names one change: two changes of this request share one');
     const clock = new HybridLogicalClock(deviceId);
+    // The rows as they stand, then as the earlier changes of this request leave them.
+    const alive = new Set<string>();
     for (const row of await currentRows(store, project, body.user, body.changes)) {
       for (const stamp of [row.deleteClock, ...Object.values(row.clocks ?? {})]) if (stamp !== undefined) clock.receive(stamp);
+      if (!row.deleted) alive.add(`${row.table}\u0000${row.row}`);
     }
     const base = await store.currentSeq(project.id);
-    const changes = body.changes.map((change) => ({
-      id: change.changeId ?? randomHex(12),
-      table: change.table,
-      row: change.id,
-      op: change.operation,
-      clock: clock.now(),
-      ...(change.values !== undefined ? { values: change.values } : {}),
-      base,
-    }));
+    // An update of a row that is deleted or was never written is refused alone: the backend has seen
+    // the delete, so bringing the row back (or making a partial one) is never what it means.
+    const refused: Array<PushResult | null> = [];
+    const changes = body.changes.flatMap((change) => {
+      const id = change.changeId ?? randomHex(12);
+      const key = `${change.table}\u0000${change.id}`;
+      if (change.operation === 'update' && !alive.has(key)) {
+        refused.push({ id, outcome: 'rejected', seq: null, error: { kind: ErrorKind.NotFound, message: `no row ${change.id} in ${change.table} to update (deleted, or never written): insert it instead` } });
+        return [];
+      }
+      if (change.operation === 'delete') alive.delete(key);
+      else alive.add(key);
+      refused.push(null);
+      const values = change.values !== undefined ? { values: change.values } : {};
+      return [{ id, table: change.table, row: change.id, op: change.operation, clock: clock.now(), ...values, base }];
+    });
     const { out, ack } = await acceptPush(store, { projectId: project.id, userId: body.user, deviceId, deviceCursor: base, changes, resolver: options.resolver }, options.metrics);
     if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
-    const { type: _type, ...result } = ack;
-    return c.json(result);
+    let next = 0;
+    const { type: _type, results, ...rest } = ack;
+    return c.json({ results: refused.map((slot) => slot ?? (results[next++] as PushResult)), ...rest });
   });
 }
 
@@ -204,7 +217,7 @@ async function currentRows(store: Store, project: Project, user: string, changes
  * which never sees that secret, can take the id first and bind it to itself.
  */
 export function serverDeviceId(project: Project, user: string): string {
-  return `server-${createHmac('sha256', project.secret).update(`device\u0000${user}`).digest('hex').slice(0, 32)}`;
+  return `${SERVER_DEVICE_PREFIX}${createHmac('sha256', project.secret).update(`device\u0000${user}`).digest('hex').slice(0, 32)}`;
 }
 
 function hashOf(key: string): string {

@@ -16,7 +16,7 @@ import { IdSchema } from '../lib/protocol/values.js';
 import { clockCheck } from './clocks.js';
 import { issueMessage, ServerError } from './errors.js';
 import type { Metrics } from './metrics.js';
-import type { Project, PushInput, PushOutput, Store } from './store/store.js';
+import type { DeviceContact, Project, PushInput, PushOutput, Store } from './store/store.js';
 
 /** A push's changes as the envelope carries them: a list within the count limit, each parsed later on its own. */
 const RawChangesSchema = v.pipe(v.array(v.unknown()), v.maxLength(LIMITS.maxChangesPerPush, `at most ${LIMITS.maxChangesPerPush} changes per push`));
@@ -65,6 +65,21 @@ export async function acceptPush(store: Store, request: PushRequest, metrics?: M
 function idOf(raw: unknown): string {
   const id = typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined;
   return v.is(IdSchema, id) ? id : '';
+}
+
+/** The prefix of the devices the server writes as for each user (server/backend.ts): no device may claim one. */
+export const SERVER_DEVICE_PREFIX = 'server-';
+
+/**
+ * A device's contact (a hello, or a push over HTTP), recorded by Store.touchDevice: refused for a
+ * device id bound to another user, and for a server device's id, which a user could otherwise read
+ * in the clocks of the server's writes and push as, claiming change ids the backend means to use.
+ */
+export async function claimDevice(store: Store, contact: DeviceContact): Promise<void> {
+  if (contact.deviceId.startsWith(SERVER_DEVICE_PREFIX)) {
+    throw new ServerError(ErrorKind.Auth, `device ids starting with ${SERVER_DEVICE_PREFIX} are the server's own: the backend API writes as them`);
+  }
+  if (!(await store.touchDevice(contact))) throw anotherUsersDevice(contact.deviceId);
 }
 
 /** The refusal of a hello or push naming a device id that Store.touchDevice found bound to another user. */

@@ -20,7 +20,7 @@ import * as v from 'valibot';
 import { HelloSchema, LIMITS, type Hello } from '../lib/protocol/up.js';
 import { verifyUserToken, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, anotherUsersDevice, PushEnvelopeSchema } from './push.js';
+import { acceptPush, claimDevice, PushEnvelopeSchema } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { RateLimiter, ServerLimits } from './limits.js';
 import type { Resolver } from './merge.js';
@@ -170,8 +170,7 @@ export class SyncSocket {
     if (this.#deps.hub.connectionsOf(this.#project.id, user.userId) >= limits.maxConnectionsPerUser) {
       throw new ServerError(ErrorKind.RateLimited, `this user already has ${limits.maxConnectionsPerUser} open connections (the limit)`);
     }
-    const claimed = await this.#deps.store.touchDevice({ projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
-    if (!claimed) throw anotherUsersDevice(hello.deviceId);
+    await claimDevice(this.#deps.store, { projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
     this.#user = user;
     // It closed while its token and device were checked: it was never registered, and is not online.
     if (this.#closed) {

@@ -13,7 +13,9 @@ import { createServer, type RunningServer } from '../server/server.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
 import type { Project } from '../server/store/store.js';
 import { formatClock } from '../worker/hlc.js';
+import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { openInstance, waitFor } from './helpers/instance.js';
+import { isType, TestSocket } from './helpers/socket.js';
 
 const ADMIN = 'admin-key-for-backend-tests';
 const schema = {
@@ -149,6 +151,10 @@ describe('reading rows', () => {
 
     const picked = await backend.rows('todos', { user: 'alice' }, { ids: [ids[1] ?? '', 'no-such-row', ids[4] ?? ''] });
     expect(picked.rows.map((row) => row.id)).toEqual([ids[1], ids[4]]);
+    // Many ids, long ones: asked for in groups, answered in id order.
+    const many = [...Array.from({ length: 1200 }, (_, i) => `${'x'.repeat(60)}${String(i).padStart(4, '0')}`), ids[5] ?? '', ids[0] ?? ''];
+    expect((await backend.rows('todos', { user: 'alice' }, { ids: many })).rows.map((row) => row.id)).toEqual([ids[0], ids[5]]);
+    expect((await backend.rows('todos', { user: 'alice' }, { ids: [] })).rows).toEqual([]);
     expect((await backend.rows('todos', { user: 'carol' })).rows.map((row) => row.values.title)).toEqual(['carol’s']);
     expect((await backend.rows('todos', { user: 'nobody' })).rows).toEqual([]);
     expect((await backend.rows('lists', { shared: true })).rows.map((row) => row.values.name)).toEqual(['groceries']);
@@ -223,7 +229,7 @@ describe('writing on a user’s behalf', () => {
     const mixed = await backend.write('alice', [
       { table: 'todos', id: 'r2', operation: 'insert', values: { title: 'good', done: 0 } },
       { table: 'todos', id: 'r3', operation: 'insert' },
-      { table: 'todos', id: 'r4', operation: 'update', values: { 'bad column': 1 } },
+      { table: 'todos', id: 'r4', operation: 'insert', values: { 'bad column': 1 } },
     ]);
     expect(mixed.results.map((result) => [result.outcome, result.error?.kind])).toEqual([['applied', undefined], ['rejected', ErrorKind.Invalid], ['rejected', ErrorKind.Invalid]]);
     // A column the wire cannot carry is refused, not dropped without a word.
@@ -231,10 +237,58 @@ describe('writing on a user’s behalf', () => {
     const proto = await fetch(new URL('v1/projects/pa/backend/changes', server.url), {
       method: 'POST',
       headers: { Authorization: `Bearer ${key}` },
-      body: '{"user":"alice","changes":[{"table":"todos","id":"r5","operation":"insert","values":{"title":"t","__proto__":{"x":1}}},{"table":"todos","id":"r6","operation":"update","values":[1]}]}',
+      body: '{"user":"alice","changes":[{"table":"todos","id":"r5","operation":"insert","values":{"title":"t","__proto__":{"x":1}}},{"table":"todos","id":"r6","operation":"insert","values":[1]}]}',
     });
     expect(((await proto.json()) as { results: Array<{ outcome: string }> }).results.map((result) => result.outcome)).toEqual(['rejected', 'rejected']);
     expect((await backend.rows('todos', { user: 'alice' })).rows.map((row) => row.id)).toEqual(['r1', 'r2']);
+  });
+
+  it('refuses an update of a deleted or never-written row alone (kind not-found): a backend write never undoes a user’s delete', async () => {
+    const alice = await device('alice');
+    const backend = await clientOf('pa');
+    const stored = async () => (await server.store.rows({ projectId: 'pa', scope: 'user:alice', table: 'todos', limit: 1, includeDeleted: true })).rows[0];
+    await alice.database.insert('todos', { title: 'mine' });
+    await waitFor(async () => (await stored()) !== undefined, 5_000, 'the insert on the server');
+    await alice.database.delete('todos', { title: 'mine' });
+    await waitFor(async () => (await stored())?.deleted === true, 5_000, 'the delete on the server');
+    const deleted = await stored();
+    const written = await backend.write('alice', [
+      { table: 'todos', id: deleted?.row ?? '', operation: 'update', values: { done: 1 } },
+      { table: 'todos', id: 'ghost', operation: 'update', values: { done: 1 } },
+      { table: 'todos', id: 'fresh', operation: 'insert', values: { title: 'new', done: 0 } },
+      { table: 'todos', id: 'fresh', operation: 'update', values: { done: 1 } },
+    ]);
+    expect(written.results.map((result) => [result.outcome, result.error?.kind])).toEqual([
+      ['rejected', ErrorKind.NotFound], ['rejected', ErrorKind.NotFound], ['applied', undefined], ['applied', undefined],
+    ]);
+    await waitFor(async () => (await alice.database.query('SELECT title, done FROM todos')).length === 1, 5_000, 'the new row');
+    expect(await alice.database.query('SELECT title, done FROM todos')).toEqual([{ title: 'new', done: 1 }]);
+    expect(alice.sync.status.quarantined).toBe(0);
+    expect(await failure(backend.write('alice', [
+      { table: 'todos', id: 'a', operation: 'insert', values: { title: 'a' }, changeId: 'same' },
+      { table: 'todos', id: 'b', operation: 'insert', values: { title: 'b' }, changeId: 'same' },
+    ]))).toMatchObject({ kind: ErrorKind.Invalid, message: expect.stringContaining('changeId') });
+  });
+
+  it('keeps its device ids to itself: a user who read one in a clock cannot push or say hello as it', async () => {
+    const backend = await clientOf('pa');
+    await backend.write('alice', [{ table: 'todos', id: 'r1', operation: 'insert', values: { title: 'x', done: 0 }, changeId: 'refund-1' }]);
+    const token = await mintUserToken(a, 'alice');
+    const pulled = (await (await fetch(new URL('v1/projects/pa/pull?cursor=0', server.url), { headers: { Authorization: `Bearer ${token}` } })).json()) as { changes: Array<{ clocks: Record<string, string> }> };
+    const serverDevice = /-(server-[0-9a-f]+)$/.exec(pulled.changes[0]?.clocks.title ?? '')?.[1] ?? '';
+    expect(serverDevice).toMatch(/^server-/);
+    const squat = await fetch(new URL('v1/projects/pa/push', server.url), {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ deviceId: serverDevice, changes: [{ id: 'refund-2', table: 'todos', row: 'r1', op: 'update', clock: formatClock({ wall: Date.now(), counter: 0, deviceId: serverDevice }), values: { title: 'squatted' } }] }),
+    });
+    expect([squat.status, ((await squat.json()) as { kind: string }).kind]).toEqual([401, ErrorKind.Auth]);
+    const refund = await backend.write('alice', [{ table: 'todos', id: 'r1', operation: 'update', values: { title: 'refunded' }, changeId: 'refund-2' }]);
+    expect(refund.results).toMatchObject([{ outcome: 'applied' }]);
+    const socket = await TestSocket.open(server.url, 'pa');
+    socket.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: serverDevice, cursor: 0, token });
+    expect(await socket.next(isType('error'))).toMatchObject({ kind: ErrorKind.Auth, message: expect.stringContaining('server-') });
+    expect(await socket.closed()).toBe(4001);
   });
 
   it('refuses a malformed request whole, with kind invalid, and stores nothing', async () => {
