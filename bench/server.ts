@@ -77,12 +77,15 @@ async function ingest(dir: string, batches: number): Promise<{ store: number; pl
   return { store: median(storeRates), plain: median(plainRates) };
 }
 
+/** Resolves once every socket has received a matching frame; rejects on an error frame (a refusal would otherwise hang the run). */
 function waitAll(sockets: WebSocket[], matches: (data: string) => boolean): Promise<void> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let left = sockets.length;
     for (const socket of sockets) {
       const onMessage = (data: WebSocket.RawData) => {
-        if (!matches((data as Buffer).toString('utf8'))) return;
+        const text = (data as Buffer).toString('utf8');
+        if (text.startsWith('{"type":"error"')) reject(new Error(`the server refused: ${text}`));
+        if (!matches(text)) return;
         socket.off('message', onMessage);
         if (--left === 0) resolve();
       };
@@ -100,7 +103,14 @@ function connect(url: string): Promise<WebSocket> {
 }
 
 async function fanout(dir: string, sockets: number, rounds: number): Promise<{ ms: number[]; relayMs: number[]; connected: number }> {
-  const server = await createServer({ dataDir: join(dir, 'fanout'), adminKey: 'k', log: null });
+  // One user's devices, all from 127.0.0.1: above the per-user and per-address caps, which this
+  // measures nothing of (test/server-limits.test.ts does).
+  const server = await createServer({
+    dataDir: join(dir, 'fanout'),
+    adminKey: 'k',
+    log: null,
+    limits: { maxConnectionsPerUser: sockets + 1, maxConnectionsPerAddress: sockets + 1, hellosPerMinute: sockets + 1 },
+  });
   const project = await server.store.createProject({ id: 'p', secret: 'y'.repeat(32) });
   const token = await mintUserToken(project, 'alice');
   const url = `${server.url.replace('http', 'ws')}v1/projects/p/sync`;
