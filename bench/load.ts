@@ -62,7 +62,8 @@ import type { BenchOptions } from './run.js';
 
 const ROLE_ENV = 'POCKETSYNC_LOAD_ROLE';
 const CONFIG_ENV = 'POCKETSYNC_LOAD_CONFIG';
-const PROJECT: Project = { id: 'p', secret: 'load-bench-secret-'.padEnd(32, 'x'), strategy: 'column-lww', sharedTables: [], createdAt: 0 };
+const SECRET = 'load-bench-secret-'.padEnd(32, 'x');
+const PROJECT: Project = { id: 'p', secret: SECRET, strategy: 'column-lww', sharedTables: [], createdAt: 0, keys: [{ kid: 'default', secret: SECRET }] };
 /** Limits no benchmark from one address should meet. */
 const UNLIMITED: Partial<ServerLimits> = { hellosPerMinute: 1_000_000_000, maxConnectionsPerUser: 1_000_000, maxConnectionsPerAddress: 1_000_000 };
 

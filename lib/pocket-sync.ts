@@ -28,6 +28,8 @@ export interface PocketSyncOptions {
   readonly serverUrl?: string;
   readonly projectId?: string;
   readonly authToken?: string | (() => string | Promise<string>);
+  /** The app's version (e.g. '2.3.1'): the server's operators see which version each device runs. */
+  readonly appVersion?: string;
   /** Force a storage kind; by default the best available (opfs-sahpool, then opfs, then memory). */
   readonly storage?: StorageKind;
   /**
@@ -83,6 +85,7 @@ export class PocketSync {
         ...(options.tables ? { tables: options.tables } : {}),
         ...(options.storage ? { storage: options.storage } : {}),
         ...(syncUrl ? { syncUrl } : {}),
+        ...(options.appVersion !== undefined ? { appVersion: options.appVersion } : {}),
       };
       const authToken = options.authToken;
       const token = syncUrl && authToken !== undefined ? proxy(async () => (typeof authToken === 'function' ? await authToken() : authToken)) : undefined;

@@ -27,10 +27,14 @@ import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
 import { mountBackend } from './backend.js';
 import type { Metrics } from './metrics.js';
 import { corsMiddleware, type CorsOptions } from './cors.js';
-import { adminOnly, bearer, mintUserToken, verifyUserToken, type User } from './auth.js';
+import { authenticate, bearer, mintUserToken, type User } from './auth.js';
+import { AdminSessions, adminAccess, mountSessions } from './admin-session.js';
+import type { Activity } from './activity.js';
+import { mountConsoleApi } from './console-api.js';
+import type { Hub } from './hub.js';
 import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, claimDevice, findProject, HttpPushEnvelopeSchema, SERVER_DEVICE_PREFIX } from './push.js';
+import { acceptPush, claimDevice, findProject, HttpPushEnvelopeSchema, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
 import { randomHex } from '../worker/random.js';
 import { StrategySchema, type Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
@@ -50,8 +54,16 @@ export interface AppOptions {
   readonly requests?: RateLimiter;
   /** Called after each commit with its effective changes, in seq order (the fan-out listens). */
   readonly onCommit?: (projectId: string, changes: readonly ScopedRowChange[]) => void;
-  /** Counted as requests are served, and read by `GET /metrics` (admin key); none when absent. */
+  /** Read by `GET /metrics` (admin key); none when absent. */
   readonly metrics?: Metrics;
+  /** Counts each push as it is served (defaults to `metrics`). */
+  readonly observe?: PushObserver;
+  /** The fan-out: the console's online devices, and the sockets its actions close. */
+  readonly hub?: Hub;
+  /** Live and per-minute counts for the console; none when absent. */
+  readonly activity?: Activity;
+  /** The console's sign-in sessions (a new set when absent). */
+  readonly sessions?: AdminSessions;
   /** One structured line per refused or failed request. */
   readonly log?: (line: Record<string, unknown>) => void;
 }
@@ -107,9 +119,12 @@ export function createApp(options: AppOptions): Hono {
     }),
   );
 
-  const admin = adminOnly(options.adminKey);
+  const sessions = options.sessions ?? new AdminSessions();
+  const admin = adminAccess(options.adminKey, sessions);
   app.use('/v1/admin/*', admin);
   app.use('/metrics', admin);
+  const observe = options.observe ?? options.metrics;
+  mountSessions(app, options.adminKey, sessions, readJson);
 
   app.get('/v1/health', (c) => c.json({ ok: true, protocolVersion: PROTOCOL_VERSION }));
   // The sync endpoint is a WebSocket (server.ts handles the upgrade); a plain GET is told so.
@@ -147,7 +162,7 @@ export function createApp(options: AppOptions): Hono {
       deviceCursor: body.cursor ?? 0,
       changes: body.changes,
       resolver: options.resolver,
-    }, options.metrics);
+    }, observe);
     if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
     return c.json(ack);
   });
@@ -171,7 +186,8 @@ export function createApp(options: AppOptions): Hono {
     return c.json({ type: 'changes', ...batch } satisfies Changes);
   });
 
-  mountBackend(app, { store, resolver: options.resolver, onCommit: options.onCommit, metrics: options.metrics, readJson });
+  mountBackend(app, { store, resolver: options.resolver, onCommit: options.onCommit, metrics: observe, readJson });
+  mountConsoleApi(app, { store, hub: options.hub, activity: options.activity, maxTokenLifetimeSeconds: limits.maxTokenLifetimeSeconds, readJson });
 
   // Prometheus scrapes with the admin key (`authorization: { credentials: <key> }` in its config).
   app.get('/metrics', async (c) => {
@@ -188,7 +204,7 @@ export function createApp(options: AppOptions): Hono {
 
   /** The user of the request's token, within the user's request rate. */
   async function userOf(c: Context, project: Project): Promise<User> {
-    const user = await verifyUserToken(bearer(c.req.header('Authorization')), project, limits.maxTokenLifetimeSeconds);
+    const user = await authenticate(store, bearer(c.req.header('Authorization')), project, limits.maxTokenLifetimeSeconds);
     const wait = (await options.requests?.take(`${project.id}\u0000${user.userId}`)) ?? 0;
     if (wait > 0) {
       c.header('Retry-After', String(Math.ceil(wait / 1000)));

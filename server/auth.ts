@@ -1,20 +1,23 @@
 /**
- * User tokens: JWT, HS256, signed with the project's secret by the app's own backend (or, in dev
- * mode, by this server). Claims: `sub` (the user id), `project` (the project id), `exp`.
- * A missing, expired, forged, other-project or too long-lived token is refused with kind 'auth'.
+ * User tokens: JWT, HS256, signed with one of the project's signing keys by the app's own backend
+ * (or, in dev mode, by this server). Header `kid`: the key's id (none: the key `default`, the
+ * project's first). Claims: `sub` (the user id), `project` (the project id), `exp`.
+ * A missing, expired, forged, other-project, too long-lived or revoked-key token is refused with
+ * kind 'auth', as is a blocked user's.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
-import { sign, verify } from 'hono/jwt';
+import { decode, sign, verify } from 'hono/jwt';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { USER_ID, USER_ID_RULE } from '../lib/protocol/values.js';
 import { ServerError } from './errors.js';
 import { DEFAULT_LIMITS } from './limits.js';
-import type { Project } from './store/store.js';
+import { DEFAULT_KID, type Project, type Store } from './store/store.js';
 
 export interface User {
   readonly userId: string;
   readonly projectId: string;
+  /** The signing key the token was verified with: revoking it closes this user's sockets. */
+  readonly kid: string;
   /** When the token stops being valid (ms since the epoch): an open socket is closed then. */
   readonly expiresAt: number;
 }
@@ -23,10 +26,34 @@ export interface User {
 export const CLOCK_SKEW_SECONDS = 60;
 
 
+/** A token for `userId`, signed with the project's newest key (its kid in the header unless it is `default`). */
 export async function mintUserToken(project: Project, userId: string, ttlSeconds = 24 * 3600): Promise<string> {
   if (!USER_ID.test(userId)) throw new ServerError(ErrorKind.Invalid, USER_ID_RULE);
+  const key = project.keys[0];
+  if (!key) throw new ServerError(ErrorKind.Invalid, `project ${project.id} has no signing key that is not revoked: create one first`);
   const now = Math.floor(Date.now() / 1000);
-  return sign({ sub: userId, project: project.id, iat: now, exp: now + ttlSeconds }, await hmacKey(project.secret), 'HS256');
+  const payload = { sub: userId, project: project.id, iat: now, exp: now + ttlSeconds };
+  if (key.kid === DEFAULT_KID) return sign(payload, await hmacKey(key.secret), 'HS256');
+  return signWithKid(payload, key.kid, key.secret);
+}
+
+/** hono/jwt's sign() writes no kid; the same HS256 JWT with one. */
+async function signWithKid(payload: Record<string, unknown>, kid: string, secret: string): Promise<string> {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const input = `${part({ alg: 'HS256', typ: 'JWT', kid })}.${part(payload)}`;
+  const signature = await crypto.subtle.sign('HMAC', await hmacKey(secret), new TextEncoder().encode(input));
+  return `${input}.${Buffer.from(signature).toString('base64url')}`;
+}
+
+/**
+ * verifyUserToken() for a project of `store`, and then the user's standing: a blocked user is
+ * refused, and the key's use is recorded (its "last used").
+ */
+export async function authenticate(store: Store, token: string | undefined, project: Project, maxLifetimeSeconds: number): Promise<User> {
+  const user = await verifyUserToken(token, project, maxLifetimeSeconds);
+  if (await store.isBlocked(project.id, user.userId)) throw new ServerError(ErrorKind.Auth, `user ${user.userId} is blocked in this project`);
+  store.signingKeyUsed(project.id, user.kid);
+  return user;
 }
 
 /**
@@ -36,10 +63,18 @@ export async function mintUserToken(project: Project, userId: string, ttlSeconds
  */
 export async function verifyUserToken(token: string | undefined, project: Project, maxLifetimeSeconds = DEFAULT_LIMITS.maxTokenLifetimeSeconds): Promise<User> {
   if (!token) throw new ServerError(ErrorKind.Auth, 'a user token is required');
+  let kid: unknown;
+  try {
+    kid = decode(token).header.kid ?? DEFAULT_KID;
+  } catch {
+    throw new ServerError(ErrorKind.Auth, 'the token is not valid');
+  }
+  const key = project.keys.find((k) => k.kid === kid);
+  if (!key) throw new ServerError(ErrorKind.Auth, `the token's signing key (kid ${JSON.stringify(kid)}) is revoked or unknown in this project`);
   let payload: Record<string, unknown>;
   try {
     // The expiry is checked below, after the signature, so that a forged token is called forged.
-    payload = await verify(token, await hmacKey(project.secret), { alg: 'HS256', exp: false, iat: false, nbf: false });
+    payload = await verify(token, await hmacKey(key.secret), { alg: 'HS256', exp: false, iat: false, nbf: false });
   } catch (error) {
     const name = error instanceof Error ? error.name : '';
     const reason =
@@ -65,7 +100,7 @@ export async function verifyUserToken(token: string | undefined, project: Projec
   if (exp - now > maxLifetimeSeconds) {
     throw new ServerError(ErrorKind.Auth, `the token is valid for longer than this server accepts (exp at most ${maxLifetimeSeconds} s ahead)`);
   }
-  return { userId: payload.sub, projectId: project.id, expiresAt: exp * 1000 };
+  return { userId: payload.sub, projectId: project.id, kid: key.kid, expiresAt: exp * 1000 };
 }
 
 const keys = new Map<string, Promise<CryptoKey>>();
@@ -89,14 +124,6 @@ function hmacKey(secret: string): Promise<CryptoKey> {
 export function sameSecret(given: string | undefined, expected: string): boolean {
   const digest = (text: string) => createHash('sha256').update(text).digest();
   return given !== undefined && timingSafeEqual(digest(given), digest(expected));
-}
-
-/** Refuses, with kind 'auth', a request whose `Authorization: Bearer` is not the admin key. */
-export function adminOnly(adminKey: string): MiddlewareHandler {
-  return async (c, next) => {
-    if (!sameSecret(bearer(c.req.header('Authorization')), adminKey)) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
-    await next();
-  };
 }
 
 /** The token of an `Authorization: Bearer <token>` header. */

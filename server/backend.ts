@@ -33,15 +33,14 @@ import { randomHex } from '../worker/random.js';
 import { bearer, sameSecret } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import type { Resolver } from './merge.js';
-import type { Metrics } from './metrics.js';
-import { acceptPush, findProject, SERVER_DEVICE_PREFIX } from './push.js';
+import { acceptPush, findProject, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
 import { scopeOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 
 export interface BackendOptions {
   readonly store: Store;
   readonly resolver?: Resolver | undefined;
   readonly onCommit?: ((projectId: string, changes: readonly ScopedRowChange[]) => void) | undefined;
-  readonly metrics?: Metrics | undefined;
+  readonly metrics?: PushObserver | undefined;
   readonly readJson: (c: Context) => Promise<unknown>;
 }
 

@@ -9,14 +9,19 @@
  */
 import type { Changes } from '../lib/protocol/down.js';
 import type { RowChange } from '../lib/protocol/change.js';
+import type { ErrorKind } from '../lib/protocol/error-kind.js';
 import type { ScopedRowChange } from './store/store.js';
 
 export interface Subscriber {
   readonly projectId: string;
   readonly userId: string;
   readonly deviceId: string;
+  /** The signing key its token was verified with. */
+  readonly kid: string;
   readonly scopes: ReadonlySet<string>;
   send(message: Changes): void;
+  /** Ends its socket with an error frame saying why (an operator's action). */
+  close(kind: ErrorKind, message: string, code: number): void;
 }
 
 interface Entry {
@@ -79,6 +84,18 @@ export class Hub {
       if (entry.buffer !== null) entry.buffer.push(...visible);
       else deliver(entry.subscriber, visible);
     }
+  }
+
+  /** Closes every subscriber of the project that `which` picks; how many. */
+  disconnect(projectId: string, which: (subscriber: Subscriber) => boolean, kind: ErrorKind, message: string, code: number): number {
+    const picked = [...(this.#projects.get(projectId)?.keys() ?? [])].filter(which);
+    for (const subscriber of picked) subscriber.close(kind, message, code);
+    return picked.length;
+  }
+
+  /** The project's subscribers now (the console's "online"). */
+  subscribers(projectId: string): Subscriber[] {
+    return [...(this.#projects.get(projectId)?.keys() ?? [])];
   }
 
   /** Subscribers per project, now. */

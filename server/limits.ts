@@ -82,6 +82,12 @@ export class RateLimiter {
     this.#limiter = new RateLimiterMemory({ points, duration: seconds });
   }
 
+  /** 0 when one may be taken now; otherwise the milliseconds until one may (nothing is spent). */
+  async waiting(key: string): Promise<number> {
+    const state = await this.#limiter.get(key);
+    return state !== null && state.remainingPoints <= 0 ? Math.max(1, state.msBeforeNext) : 0;
+  }
+
   /** 0 when allowed; otherwise the milliseconds until the next one is (nothing was spent). */
   async take(key: string): Promise<number> {
     try {

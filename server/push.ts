@@ -15,7 +15,6 @@ import * as v from 'valibot';
 import { IdSchema } from '../lib/protocol/values.js';
 import { clockCheck } from './clocks.js';
 import { issueMessage, ServerError } from './errors.js';
-import type { Metrics } from './metrics.js';
 import type { DeviceContact, Project, PushInput, PushOutput, Store } from './store/store.js';
 
 /** A push's changes as the envelope carries them: a list within the count limit, each parsed later on its own. */
@@ -30,7 +29,25 @@ export interface PushRequest extends Omit<PushInput, 'changes'> {
   readonly changes: readonly unknown[];
 }
 
-export async function acceptPush(store: Store, request: PushRequest, metrics?: Metrics): Promise<{ out: PushOutput; ack: Ack }> {
+/** What counts pushes and catch-ups as they happen: /metrics (server/metrics.ts), the console (server/activity.ts). */
+export interface PushObserver {
+  pushed(projectId: string, out: PushOutput, seconds: number): void;
+  caughtUp(projectId: string, rows: number): void;
+}
+
+/** Every observer, in turn. */
+export function observeAll(...observers: readonly PushObserver[]): PushObserver {
+  return {
+    pushed: (projectId, out, seconds) => {
+      for (const observer of observers) observer.pushed(projectId, out, seconds);
+    },
+    caughtUp: (projectId, rows) => {
+      for (const observer of observers) observer.caughtUp(projectId, rows);
+    },
+  };
+}
+
+export async function acceptPush(store: Store, request: PushRequest, metrics?: PushObserver): Promise<{ out: PushOutput; ack: Ack }> {
   const started = performance.now();
   const clockError = clockCheck();
   const valid: ClientChange[] = [];

@@ -25,7 +25,8 @@ import type { CorsOptions } from './cors.js';
 import { Hub } from './hub.js';
 import { Metrics } from './metrics.js';
 import { DEFAULT_LIMITS, DEFAULT_RETENTION, RateLimiter, type Retention, type ServerLimits } from './limits.js';
-import { findProject } from './push.js';
+import { findProject, observeAll } from './push.js';
+import { Activity } from './activity.js';
 import type { Resolver } from './merge.js';
 import { SyncSocket, type SocketDeps } from './socket.js';
 import { SqliteStore } from './store/sqlite-store.js';
@@ -76,6 +77,8 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const log = options.log === null ? () => undefined : (options.log ?? ((line) => console.log(JSON.stringify({ time: new Date().toISOString(), ...line }))));
   const requests = new RateLimiter(limits.requestsPerSecond, 1);
   const metrics = new Metrics(() => hub.connectionsByProject());
+  const activity = new Activity(store, () => hub.connectionsByProject());
+  const observe = observeAll(metrics, activity);
   const app = createApp({
     store,
     adminKey: options.adminKey,
@@ -85,6 +88,9 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     limits,
     requests,
     metrics,
+    observe,
+    hub,
+    activity,
     onCommit: (projectId, changes) => hub.publish(projectId, changes),
     log,
   });
@@ -97,7 +103,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     hellos: new RateLimiter(limits.hellosPerMinute, 60),
     requests,
     log,
-    metrics,
+    metrics: observe,
   };
   if (options.staticDir) app.use('/*', serveStatic({ root: options.staticDir }));
 
@@ -155,7 +161,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
             ws.close(CloseCode.notFound, 'not-found');
             return;
           }
-          attach(ws, new SyncSocket(deps, project, ws), id);
+          attach(ws, new SyncSocket(deps, project, ws, request.headers['user-agent']), id);
         });
       },
       (error: unknown) => {
@@ -197,6 +203,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     close: async () => {
       clearInterval(compactTimer);
       await compacting;
+      await activity.close();
       await new Promise<void>((resolve) => {
         // Sockets first: server.close() waits for open connections.
         for (const client of wss.clients) client.terminate();

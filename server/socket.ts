@@ -15,18 +15,17 @@
 import type { DownMessage } from '../lib/protocol/down.js';
 import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
-import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
+import { PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../lib/protocol/protocol-version.js';
 import * as v from 'valibot';
-import { HelloSchema, LIMITS, type Hello } from '../lib/protocol/up.js';
-import { verifyUserToken, type User } from './auth.js';
+import { HelloSchema, LIMITS, StatusSchema, type Hello, type Status } from '../lib/protocol/up.js';
+import { authenticate, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, claimDevice, PushEnvelopeSchema } from './push.js';
+import { acceptPush, claimDevice, PushEnvelopeSchema, type PushObserver } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { RateLimiter, ServerLimits } from './limits.js';
 import type { Resolver } from './merge.js';
-import type { Metrics } from './metrics.js';
 import type { RowChange } from '../lib/protocol/change.js';
-import { scopesOf, type Project, type PullOutput, type Store } from './store/store.js';
+import { scopesOf, type DeviceContact, type Project, type PullOutput, type Store } from './store/store.js';
 
 export interface SocketDeps {
   readonly store: Store;
@@ -39,7 +38,7 @@ export interface SocketDeps {
   /** Frames after the hello (pushes, and anything else a device sends) per user and project. */
   readonly requests: RateLimiter;
   readonly log: (line: Record<string, unknown>) => void;
-  readonly metrics?: Metrics | undefined;
+  readonly metrics?: PushObserver | undefined;
 }
 
 /** The side of a WebSocket the server talks to (a `ws` WebSocket). */
@@ -50,8 +49,8 @@ export interface Peer {
   readonly bufferedAmount: number;
 }
 
-/** An up frame: a hello, or a push whose changes are parsed one by one later. */
-const UpFrameSchema = v.variant('type', [HelloSchema, PushEnvelopeSchema]);
+/** An up frame: a hello, a status, or a push whose changes are parsed one by one later. */
+const UpFrameSchema = v.variant('type', [HelloSchema, PushEnvelopeSchema, StatusSchema]);
 
 /** The catch-up stops sending while this much is queued for the device, until it has read it. */
 const MAX_BUFFERED_BYTES = 4 * LIMITS.maxMessageBytes;
@@ -86,10 +85,14 @@ export class SyncSocket {
   /** Frames received and not yet handled. */
   #waiting = 0;
 
-  constructor(deps: SocketDeps, project: Project, ws: Peer) {
+  /** The client's User-Agent header at the upgrade, shown to operators. */
+  readonly #userAgent: string | undefined;
+
+  constructor(deps: SocketDeps, project: Project, ws: Peer, userAgent?: string) {
     this.#deps = deps;
     this.#project = project;
     this.#ws = ws;
+    this.#userAgent = userAgent?.slice(0, 256);
     this.#timer = setTimeout(() => {
       this.#timer = null;
       if (this.#greeted || this.#closed) return;
@@ -153,6 +156,7 @@ export class SyncSocket {
     const message = parse(UpFrameSchema, json);
     if (message.type === 'hello') return this.#hello(message);
     if (this.#user === null) throw new ServerError(ErrorKind.Auth, 'say hello with a token first');
+    if (message.type === 'status') return this.#status(message);
     return this.#push(message);
   }
 
@@ -160,17 +164,25 @@ export class SyncSocket {
     if (this.#user !== null || this.#greeted) throw new ServerError(ErrorKind.Invalid, 'hello was already said');
     this.#greeted = true;
     this.#clearTimer();
-    if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      throw new ServerError(ErrorKind.Version, `this server speaks protocol version ${PROTOCOL_VERSION}, not ${hello.protocolVersion}`);
+    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocolVersion)) {
+      throw new ServerError(ErrorKind.Version, `this server speaks protocol versions ${SUPPORTED_PROTOCOL_VERSIONS.join(' and ')} (${PROTOCOL_VERSION} is current), not ${hello.protocolVersion}`);
     }
     const { limits } = this.#deps;
-    const user = await verifyUserToken(hello.token, this.#project, limits.maxTokenLifetimeSeconds);
+    const user = await authenticate(this.#deps.store, hello.token, this.#project, limits.maxTokenLifetimeSeconds);
     const wait = await this.#deps.hellos.take(`${this.#project.id}\u0000${user.userId}`);
     if (wait > 0) throw new ServerError(ErrorKind.RateLimited, `over ${limits.hellosPerMinute} hellos per minute for this user: retry in ${wait} ms`);
     if (this.#deps.hub.connectionsOf(this.#project.id, user.userId) >= limits.maxConnectionsPerUser) {
       throw new ServerError(ErrorKind.RateLimited, `this user already has ${limits.maxConnectionsPerUser} open connections (the limit)`);
     }
-    await claimDevice(this.#deps.store, { projectId: this.#project.id, userId: user.userId, deviceId: hello.deviceId, cursor: hello.cursor, online: true });
+    const status = { ...hello.status, protocolVersion: hello.protocolVersion, ...(this.#userAgent !== undefined ? { userAgent: this.#userAgent } : {}) };
+    await claimDevice(this.#deps.store, {
+      projectId: this.#project.id,
+      userId: user.userId,
+      deviceId: hello.deviceId,
+      cursor: hello.cursor,
+      online: true,
+      status: status as NonNullable<DeviceContact['status']>,
+    });
     this.#user = user;
     // It closed while its token and device were checked: it was never registered, and is not online.
     if (this.#closed) {
@@ -183,8 +195,10 @@ export class SyncSocket {
       projectId: this.#project.id,
       userId: user.userId,
       deviceId: hello.deviceId,
+      kid: user.kid,
       scopes: new Set(scopesOf(user.userId)),
       send: (message) => this.#send(message),
+      close: (kind, message, code) => this.#refuse(kind, message, code),
     };
     this.#subscriber = subscriber;
     // Subscribe before reading, so nothing committed during the catch-up is missed.
@@ -257,6 +271,13 @@ export class SyncSocket {
       if (Date.now() < expiresAt) this.#expireAt(expiresAt);
       else this.#refuse(ErrorKind.Auth, 'the token has expired', CloseCode.auth);
     }, Math.max(0, Math.min(left, MAX_TIMER_MS)));
+  }
+
+  /** What the device says of itself now: kept with its record (written with the next contacts). */
+  async #status(status: Status): Promise<void> {
+    const { type: _type, ...reported } = status;
+    const subscriber = this.#subscriber as Subscriber;
+    await this.#deps.store.touchDevice({ projectId: this.#project.id, userId: subscriber.userId, deviceId: subscriber.deviceId, status: reported });
   }
 
   async #push(push: v.InferOutput<typeof PushEnvelopeSchema>): Promise<void> {

@@ -213,6 +213,7 @@ export function createWorkerApi(deps: WorkerApiDeps = {}): WorkerApi {
           sync = new SyncLoop(engine, replica, {
             url: options.syncUrl,
             token,
+            ...(options.appVersion !== undefined ? { appVersion: options.appVersion } : {}),
             run: inTurn,
             ...(deps.WebSocket ? { WebSocket: deps.WebSocket } : {}),
             onStatus: (status) => statusPort.postMessage({ type: 'sync-status', status } satisfies SyncStatusMessage),

@@ -22,6 +22,22 @@ export const LIMITS = {
 /** A seq the device has applied: a whole number a JSON number holds exactly. */
 const CursorSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
 
+const CountSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
+const VersionTextSchema = v.pipe(v.string(), v.maxLength(64, 'a version is at most 64 characters'));
+
+/** What a device says of itself (protocol version 2): shown to operators, never trusted for sync. */
+export const DeviceStatusSchema = v.strictObject({
+  /** Local changes not yet acknowledged. */
+  pending: CountSchema,
+  /** Changes kept in the quarantine instead of synced. */
+  quarantined: v.optional(CountSchema),
+  /** The app's own version, as the app gave it (`appVersion`). */
+  appVersion: v.optional(VersionTextSchema),
+  /** The pocketsync library's version. */
+  library: v.optional(VersionTextSchema),
+});
+export type DeviceStatus = v.InferOutput<typeof DeviceStatusSchema>;
+
 export const HelloSchema = v.strictObject({
   type: v.literal('hello'),
   protocolVersion: v.pipe(v.number(), v.integer()),
@@ -35,7 +51,13 @@ export const HelloSchema = v.strictObject({
   fresh: v.optional(v.boolean()),
   /** The user's token, for sockets (browsers cannot set headers on a WebSocket). */
   token: v.optional(v.string()),
+  /** Since version 2. */
+  status: v.optional(DeviceStatusSchema),
 });
+
+/** The device's status again, when it changed (since version 2); at most about once a second. */
+export const StatusSchema = v.strictObject({ type: v.literal('status'), ...DeviceStatusSchema.entries });
+export type Status = v.InferOutput<typeof StatusSchema>;
 
 export const PushSchema = v.strictObject({
   type: v.literal('push'),
@@ -44,7 +66,7 @@ export const PushSchema = v.strictObject({
   changes: v.pipe(v.array(ClientChangeSchema), v.maxLength(LIMITS.maxChangesPerPush, `at most ${LIMITS.maxChangesPerPush} changes per push`)),
 });
 
-export const UpMessageSchema = v.variant('type', [HelloSchema, PushSchema]);
+export const UpMessageSchema = v.variant('type', [HelloSchema, PushSchema, StatusSchema]);
 export type Hello = v.InferOutput<typeof HelloSchema>;
 export type Push = v.InferOutput<typeof PushSchema>;
 export type UpMessage = v.InferOutput<typeof UpMessageSchema>;

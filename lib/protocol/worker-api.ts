@@ -46,6 +46,8 @@ export interface OpenOptions {
   readonly storage?: StorageKind;
   /** Sync with this endpoint (ws:// or wss://…/v1/projects/<project>/sync); local only when absent. */
   readonly syncUrl?: string;
+  /** The app's own version, reported to the server's operators with the device's status. */
+  readonly appVersion?: string;
 }
 
 export interface OpenResult {

@@ -12,7 +12,20 @@ import { hasUnseen, merge, type Conflict, type MergeContext, type RowState, type
 import type { Retention } from '../limits.js';
 import {
   scopeOf,
+  DEFAULT_KID,
+  type ActivitySample,
+  type ChangeQuery,
+  type ChangeRecord,
   type CompactionResult,
+  type ConflictQuery,
+  type ConflictRecord,
+  type DeviceQuery,
+  type ProjectStats,
+  type SigningKey,
+  type TableRecord,
+  type UserDataDeleted,
+  type UserQuery,
+  type UserRecord,
   type DeviceContact,
   type DeviceRecord,
   type NewProject,
@@ -48,8 +61,50 @@ CREATE TABLE IF NOT EXISTS devices (
   online INTEGER NOT NULL DEFAULT 0,
   first_seen INTEGER NOT NULL,
   last_seen INTEGER NOT NULL,
+  -- What the device last said of itself (protocol 2), and its user agent; NULL when it never did.
+  pending INTEGER,
+  quarantined INTEGER,
+  app_version TEXT,
+  library TEXT,
+  protocol_version INTEGER,
+  user_agent TEXT,
   PRIMARY KEY (project_id, device_id)
 );
+CREATE TABLE IF NOT EXISTS signing_keys (
+  project_id TEXT NOT NULL,
+  kid TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  revoked_at INTEGER,
+  PRIMARY KEY (project_id, kid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocked_users (
+  project_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  blocked_at INTEGER NOT NULL,
+  PRIMARY KEY (project_id, user_id)
+) WITHOUT ROWID;
+-- A scope whose rows were deleted by an operator (a user's data): cursors below it re-sync.
+CREATE TABLE IF NOT EXISTS scope_horizons (
+  project_id TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  horizon INTEGER NOT NULL,
+  PRIMARY KEY (project_id, scope)
+) WITHOUT ROWID;
+-- Counted per minute as it happens (server/activity.ts): the console's charts and daily counts.
+CREATE TABLE IF NOT EXISTS activity (
+  project_id TEXT NOT NULL,
+  minute INTEGER NOT NULL,
+  pushes INTEGER NOT NULL,
+  changes INTEGER NOT NULL,
+  applied INTEGER NOT NULL,
+  conflicts INTEGER NOT NULL,
+  rejected INTEGER NOT NULL,
+  catchup_rows INTEGER NOT NULL,
+  connections INTEGER NOT NULL,
+  PRIMARY KEY (project_id, minute)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS change_log (
   project_id TEXT NOT NULL,
   change_id TEXT NOT NULL,
@@ -121,6 +176,13 @@ function upgradeSchema(db: Database.Database): void {
     db.prepare('UPDATE row_state SET changed_at = ? WHERE deleted = 1').run(Date.now());
   }
   if (!columnsOf('projects').has('horizon')) db.exec('ALTER TABLE projects ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0');
+  const devices = columnsOf('devices');
+  for (const [column, type] of [['pending', 'INTEGER'], ['quarantined', 'INTEGER'], ['app_version', 'TEXT'], ['library', 'TEXT'], ['protocol_version', 'INTEGER'], ['user_agent', 'TEXT']]) {
+    if (!devices.has(column!)) db.exec(`ALTER TABLE devices ADD COLUMN ${column} ${type}`);
+  }
+  // Projects made before signing keys: their secret is their first key.
+  db.exec(`INSERT INTO signing_keys (project_id, kid, secret, created_at)
+           SELECT id, '${DEFAULT_KID}', secret, created_at FROM projects p WHERE NOT EXISTS (SELECT 1 FROM signing_keys k WHERE k.project_id = p.id)`);
   const changeLog = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'change_log'").pluck().get() as string;
   if (!/PRIMARY KEY \(project_id, device_id, change_id\)/.test(changeLog)) {
     db.transaction(() => {
@@ -136,6 +198,7 @@ function upgradeSchema(db: Database.Database): void {
     CREATE INDEX IF NOT EXISTS conflicts_by_time ON conflicts (at);
     CREATE INDEX IF NOT EXISTS change_log_by_time ON change_log (received_at);
     CREATE INDEX IF NOT EXISTS row_state_tombstones ON row_state (changed_at) WHERE deleted = 1;
+    CREATE INDEX IF NOT EXISTS devices_by_user ON devices (project_id, user_id);
   `);
 }
 
@@ -145,7 +208,7 @@ const COMPACT_CHUNK = 5000;
 const TOUCH_FLUSH_MS = 250;
 const MAX_CACHED_OWNERS = 100_000;
 
-interface ConflictRecord {
+interface ConflictRow {
   table_name: string;
   row_id: string;
   column_name: string | null;
@@ -173,6 +236,10 @@ export class SqliteStore implements Store {
   /** Device contacts not yet written (see #touchDevice). */
   readonly #touches = new Map<string, DeviceContact & { at: number }>();
   #touchTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Signing keys used since the last flush: project and kid → when. */
+  readonly #keyUses = new Map<string, number>();
+  readonly #changesCache = new Map<string, Database.Statement>();
+  readonly #conflictsCache = new Map<string, Database.Statement>();
 
   /** Opens (creating when needed) the store at `file`; ':memory:' for tests. */
   constructor(file: string) {
@@ -183,6 +250,9 @@ export class SqliteStore implements Store {
     this.#db.exec(SCHEMA);
     upgradeSchema(this.#db);
     const db = this.#db;
+    // This process holds the only connection: no device is connected to it yet, whatever the
+    // last one (stopped, or killed mid-run) left behind.
+    db.exec('UPDATE devices SET online = 0 WHERE online = 1');
     this.#statements = {
       insertProject: db.prepare('INSERT INTO projects (id, secret, strategy, shared_tables, created_at) VALUES (?, ?, ?, ?, ?)'),
       project: db.prepare('SELECT id, secret, strategy, shared_tables, created_at FROM projects WHERE id = ?'),
@@ -208,14 +278,65 @@ export class SqliteStore implements Store {
         'INSERT INTO conflicts (project_id, table_name, row_id, column_name, rule, losing, winning, at, change_id, device_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       touchDevice: db.prepare(
-        `INSERT INTO devices (project_id, device_id, user_id, cursor, online, first_seen, last_seen) VALUES (@projectId, @deviceId, @userId, coalesce(@cursor, 0), coalesce(@online, 0), @now, @now)
+        `INSERT INTO devices (project_id, device_id, user_id, cursor, online, first_seen, last_seen, pending, quarantined, app_version, library, protocol_version, user_agent)
+         VALUES (@projectId, @deviceId, @userId, coalesce(@cursor, 0), coalesce(@online, 0), @now, @now, @pending, @quarantined, @appVersion, @library, @protocolVersion, @userAgent)
          ON CONFLICT (project_id, device_id) DO UPDATE SET last_seen = excluded.last_seen,
-           cursor = coalesce(@cursor, cursor), online = coalesce(@online, online)
+           cursor = coalesce(@cursor, cursor), online = coalesce(@online, online),
+           pending = coalesce(@pending, pending), quarantined = coalesce(@quarantined, quarantined),
+           app_version = coalesce(@appVersion, app_version), library = coalesce(@library, library),
+           protocol_version = coalesce(@protocolVersion, protocol_version), user_agent = coalesce(@userAgent, user_agent)
          WHERE devices.user_id = excluded.user_id`,
       ),
-      devices: db.prepare('SELECT project_id, device_id, user_id, cursor, online, first_seen, last_seen FROM devices WHERE project_id = ? ORDER BY last_seen DESC'),
+      devices: db.prepare(
+        `SELECT ${DEVICE_COLUMNS} FROM devices WHERE project_id = @projectId AND (@userId IS NULL OR user_id = @userId) ORDER BY last_seen DESC, device_id LIMIT @limit`,
+      ),
+      users: db.prepare(
+        `SELECT u.user_id AS user_id, count(d.device_id) AS devices, coalesce(sum(d.online), 0) AS online, coalesce(max(d.last_seen), 0) AS last_seen,
+           EXISTS (SELECT 1 FROM blocked_users b WHERE b.project_id = @projectId AND b.user_id = u.user_id) AS blocked
+         FROM (SELECT user_id FROM devices WHERE project_id = @projectId UNION SELECT user_id FROM blocked_users WHERE project_id = @projectId) u
+         LEFT JOIN devices d ON d.project_id = @projectId AND d.user_id = u.user_id
+         WHERE u.user_id > @after AND substr(u.user_id, 1, length(@prefix)) = @prefix
+         GROUP BY u.user_id ORDER BY u.user_id LIMIT @limit`,
+      ),
+      deviceStats: db.prepare(
+        `SELECT count(*) AS devices, coalesce(sum(online), 0) AS online, count(DISTINCT user_id) AS users,
+           count(DISTINCT CASE WHEN last_seen >= ? THEN user_id END) AS active, coalesce(sum(pending), 0) AS pending, coalesce(sum(quarantined), 0) AS quarantined
+         FROM devices WHERE project_id = ?`,
+      ),
+      activityTotals: db.prepare(
+        'SELECT coalesce(sum(changes), 0) AS changes, coalesce(sum(conflicts), 0) AS conflicts, coalesce(sum(rejected), 0) AS rejected FROM activity WHERE project_id = ? AND minute >= ?',
+      ),
+      addActivity: db.prepare(
+        `INSERT INTO activity (project_id, minute, pushes, changes, applied, conflicts, rejected, catchup_rows, connections)
+         VALUES (@projectId, @minute, @pushes, @changes, @applied, @conflicts, @rejected, @catchUpRows, @connections)
+         ON CONFLICT (project_id, minute) DO UPDATE SET pushes = pushes + excluded.pushes, changes = changes + excluded.changes,
+           applied = applied + excluded.applied, conflicts = conflicts + excluded.conflicts, rejected = rejected + excluded.rejected,
+           catchup_rows = catchup_rows + excluded.catchup_rows, connections = max(connections, excluded.connections)`,
+      ),
+      activity: db.prepare(
+        `SELECT project_id, (minute / @bucket) * @bucket AS minute, sum(pushes) AS pushes, sum(changes) AS changes, sum(applied) AS applied,
+           sum(conflicts) AS conflicts, sum(rejected) AS rejected, sum(catchup_rows) AS catchup_rows, max(connections) AS connections
+         FROM activity WHERE project_id = @projectId AND minute >= @from AND minute < @to GROUP BY 2 ORDER BY 2`,
+      ),
+      tables: db.prepare('SELECT table_name, count(*) AS rows, coalesce(sum(deleted), 0) AS deleted FROM row_state WHERE project_id = ? GROUP BY table_name ORDER BY table_name'),
+      block: db.prepare('INSERT INTO blocked_users (project_id, user_id, blocked_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+      unblock: db.prepare('DELETE FROM blocked_users WHERE project_id = ? AND user_id = ?'),
+      isBlocked: db.prepare('SELECT 1 FROM blocked_users WHERE project_id = ? AND user_id = ?').pluck(),
+      projectKeys: db.prepare('SELECT kid, secret FROM signing_keys WHERE project_id = ? AND revoked_at IS NULL ORDER BY created_at DESC, kid DESC'),
+      insertKey: db.prepare('INSERT INTO signing_keys (project_id, kid, secret, created_at) VALUES (?, ?, ?, ?)'),
+      signingKeys: db.prepare('SELECT kid, created_at, last_used_at, revoked_at FROM signing_keys WHERE project_id = ? ORDER BY created_at, kid'),
+      revokeKey: db.prepare('UPDATE signing_keys SET revoked_at = ? WHERE project_id = ? AND kid = ? AND revoked_at IS NULL'),
+      keyUsed: db.prepare('UPDATE signing_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE project_id = ? AND kid = ?'),
+      projectIds: db.prepare('SELECT id FROM projects ORDER BY id').pluck(),
+      updateProject: db.prepare('UPDATE projects SET strategy = coalesce(?, strategy), shared_tables = coalesce(?, shared_tables) WHERE id = ?'),
+      setScopeHorizon: db.prepare(
+        'INSERT INTO scope_horizons (project_id, scope, horizon) VALUES (?, ?, ?) ON CONFLICT (project_id, scope) DO UPDATE SET horizon = max(horizon, excluded.horizon)',
+      ),
       deviceOwner: db.prepare('SELECT user_id FROM devices WHERE project_id = ? AND device_id = ?').pluck(),
-      horizon: db.prepare('SELECT horizon FROM projects WHERE id = ?').pluck(),
+      horizon: db.prepare(
+        `SELECT max(horizon, coalesce((SELECT max(horizon) FROM scope_horizons WHERE project_id = @projectId AND scope IN (SELECT value FROM json_each(@scopes))), 0))
+         FROM projects WHERE id = @projectId`,
+      ).pluck(),
       insertServiceKey: db.prepare('INSERT INTO service_keys (id, project_id, name, hash, created_at) VALUES (?, ?, ?, ?, ?)'),
       serviceKey: db.prepare('SELECT id, project_id, name, hash, created_at FROM service_keys WHERE id = ?'),
       serviceKeys: db.prepare('SELECT id, project_id, name, created_at FROM service_keys WHERE project_id = ? ORDER BY created_at, id'),
@@ -244,8 +365,12 @@ export class SqliteStore implements Store {
       strategy: project.strategy ?? 'column-lww',
       sharedTables: [...(project.sharedTables ?? [])],
       createdAt: Date.now(),
+      keys: [{ kid: DEFAULT_KID, secret: project.secret }],
     };
-    this.#statements.insertProject.run(record.id, record.secret, record.strategy, JSON.stringify(record.sharedTables), record.createdAt);
+    this.#db.transaction(() => {
+      this.#statements.insertProject.run(record.id, record.secret, record.strategy, JSON.stringify(record.sharedTables), record.createdAt);
+      this.#statements.insertKey.run(record.id, DEFAULT_KID, record.secret, record.createdAt);
+    })();
     return record;
   }
 
@@ -258,7 +383,8 @@ export class SqliteStore implements Store {
       | { id: string; secret: string; strategy: Strategy; shared_tables: string; created_at: number }
       | undefined;
     if (!row) return null;
-    return { id: row.id, secret: row.secret, strategy: row.strategy, sharedTables: JSON.parse(row.shared_tables) as string[], createdAt: row.created_at };
+    const keys = this.#statements.projectKeys.all(id) as Array<{ kid: string; secret: string }>;
+    return { id: row.id, secret: row.secret, strategy: row.strategy, sharedTables: JSON.parse(row.shared_tables) as string[], createdAt: row.created_at, keys };
   }
 
   touchDevice(contact: DeviceContact): Promise<boolean> {
@@ -288,8 +414,15 @@ export class SqliteStore implements Store {
       ...contact,
       ...(contact.cursor === undefined && pending?.cursor !== undefined ? { cursor: pending.cursor } : {}),
       ...(contact.online === undefined && pending?.online !== undefined ? { online: pending.online } : {}),
+      ...(pending?.status !== undefined || contact.status !== undefined ? { status: { ...pending?.status, ...contact.status } as NonNullable<DeviceContact['status']> } : {}),
       at: Date.now(),
     });
+    this.#scheduleFlush();
+    return true;
+  }
+
+  /** Device contacts and key uses are written together, TOUCH_FLUSH_MS after the first waits. */
+  #scheduleFlush(): void {
     this.#touchTimer ??= setTimeout(() => {
       try {
         this.#flushTouches();
@@ -298,7 +431,6 @@ export class SqliteStore implements Store {
         console.error(JSON.stringify({ event: 'error', kind: 'internal', message: `device contacts were not written: ${String(error)}` }));
       }
     }, TOUCH_FLUSH_MS);
-    return true;
   }
 
   #writeTouch(contact: DeviceContact, now: number): boolean {
@@ -309,6 +441,12 @@ export class SqliteStore implements Store {
       cursor: contact.cursor ?? null,
       online: contact.online === undefined ? null : contact.online ? 1 : 0,
       now,
+      pending: contact.status?.pending ?? null,
+      quarantined: contact.status?.quarantined ?? null,
+      appVersion: contact.status?.appVersion ?? null,
+      library: contact.status?.library ?? null,
+      protocolVersion: contact.status?.protocolVersion ?? null,
+      userAgent: contact.status?.userAgent ?? null,
     });
     return changes === 1;
   }
@@ -316,24 +454,26 @@ export class SqliteStore implements Store {
   #flushTouches(): void {
     if (this.#touchTimer) clearTimeout(this.#touchTimer);
     this.#touchTimer = null;
-    if (this.#touches.size === 0 || !this.#db.open) return;
+    if ((this.#touches.size === 0 && this.#keyUses.size === 0) || !this.#db.open) return;
     const touches = [...this.#touches.values()];
     this.#touches.clear();
+    const uses = [...this.#keyUses];
+    this.#keyUses.clear();
     this.#db.transaction(() => {
       for (const touch of touches) this.#writeTouch(touch, touch.at);
+      for (const [key, at] of uses) {
+        const [projectId, kid] = key.split('\u0000') as [string, string];
+        this.#statements.keyUsed.run(at, projectId, kid);
+      }
     })();
   }
 
-  listDevices(projectId: string): Promise<DeviceRecord[]> {
-    return settle(() => this.#listDevices(projectId));
-  }
-
-  #listDevices(projectId: string): DeviceRecord[] {
-    this.#flushTouches();
-    const rows = this.#statements.devices.all(projectId) as Array<{
-      project_id: string; device_id: string; user_id: string; cursor: number; online: number; first_seen: number; last_seen: number;
-    }>;
-    return rows.map((r) => ({ projectId: r.project_id, deviceId: r.device_id, userId: r.user_id, cursor: r.cursor, online: r.online === 1, firstSeen: r.first_seen, lastSeen: r.last_seen }));
+  listDevices(projectId: string, query: DeviceQuery = {}): Promise<DeviceRecord[]> {
+    return settle(() => {
+      this.#flushTouches();
+      const rows = this.#statements.devices.all({ projectId, userId: query.userId ?? null, limit: query.limit ?? -1 }) as DeviceRow[];
+      return rows.map(deviceRecord);
+    });
   }
 
   push(input: PushInput): Promise<PushOutput> {
@@ -409,15 +549,8 @@ export class SqliteStore implements Store {
 
   /** The conflicts recorded when `change` was first merged (for the ack of its re-push). */
   #conflictsOf(projectId: string, deviceId: string, change: ClientChange): Conflict[] {
-    const rows = this.#statements.conflictsOfChange.all(projectId, deviceId, change.id) as ConflictRecord[];
-    return rows.map((row) => ({
-      table: row.table_name,
-      row: row.row_id,
-      column: row.column_name,
-      rule: row.rule as Conflict['rule'],
-      losing: JSON.parse(row.losing) as Conflict['losing'],
-      winning: JSON.parse(row.winning) as Conflict['winning'],
-    }));
+    const rows = this.#statements.conflictsOfChange.all(projectId, deviceId, change.id) as ConflictRow[];
+    return rows.map(conflictOf);
   }
 
   #rowState(projectId: string, scope: string, change: ClientChange): RowState | null {
@@ -447,7 +580,7 @@ export class SqliteStore implements Store {
     const read = db.transaction((): PullOutput => {
       // A cursor older than the tombstone horizon may stand for rows whose deletes were forgotten:
       // the catch-up starts over from 0 as a re-sync (a fresh device at 0 holds no rows to drop).
-      const horizon = (this.#statements.horizon.get(input.projectId) as number | undefined) ?? 0;
+      const horizon = (this.#statements.horizon.get({ projectId: input.projectId, scopes: JSON.stringify(input.scopes) }) as number | undefined) ?? 0;
       const fresh = input.fresh === true && input.cursor === 0;
       const checked = input.continuing === true ? input.since : input.cursor;
       const resync = !fresh && checked !== undefined && checked < horizon;
@@ -531,17 +664,20 @@ export class SqliteStore implements Store {
   #rows(input: RowsInput): RowsOutput {
     const alive = input.includeDeleted === true ? '' : ' AND deleted = 0';
     const which = input.ids !== undefined ? ' AND row_id IN (SELECT value FROM json_each(?))' : ' AND row_id > ?';
-    const key = `rows:${alive}:${which}`;
+    const match = input.where !== undefined ? ' AND json_extract(vals, ?) IS ?' : '';
+    const key = `rows:${alive}:${which}:${match}`;
     let statement = this.#rowsCache.get(key);
     if (!statement) {
       statement = this.#db.prepare(
         `SELECT row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state
-         WHERE project_id = ? AND scope = ? AND table_name = ?${which}${alive} ORDER BY row_id LIMIT ?`,
+         WHERE project_id = ? AND scope = ? AND table_name = ?${which}${alive}${match} ORDER BY row_id LIMIT ?`,
       );
       this.#rowsCache.set(key, statement);
     }
     const from = input.ids !== undefined ? JSON.stringify(input.ids) : (input.after ?? '');
-    const found = statement.all(input.projectId, input.scope, input.table, from, input.limit + 1) as Array<Omit<RowStateRecord, 'seqs'> & { row_id: string }>;
+    // The column, quoted within the JSON path: any identifier, never read as path syntax.
+    const where = input.where !== undefined ? [`$."${input.where.column.replaceAll('"', '""')}"`, input.where.value] : [];
+    const found = statement.all(input.projectId, input.scope, input.table, from, ...where, input.limit + 1) as Array<Omit<RowStateRecord, 'seqs'> & { row_id: string }>;
     const rows = found.slice(0, input.limit).map((r) => storedRowChange(input.table, r.row_id, r));
     return { rows, hasMore: found.length > input.limit };
   }
@@ -572,6 +708,204 @@ export class SqliteStore implements Store {
     return settle(() => this.#statements.deleteServiceKey.run(projectId, id).changes === 1);
   }
 
+  listProjects(): Promise<Project[]> {
+    return settle(() => (this.#statements.projectIds.all() as string[]).map((id) => this.#project(id) as Project));
+  }
+
+  updateProject(id: string, change: { readonly strategy?: Strategy; readonly sharedTables?: readonly string[] }): Promise<Project | null> {
+    return settle(() => {
+      const shared = change.sharedTables === undefined ? null : JSON.stringify(change.sharedTables);
+      this.#statements.updateProject.run(change.strategy ?? null, shared, id);
+      return this.#project(id);
+    });
+  }
+
+  deleteProject(id: string): Promise<boolean> {
+    return settle(() => {
+      this.#flushTouches();
+      const removed = this.#db.transaction(() => {
+        for (const table of ['devices', 'change_log', 'row_state', 'conflicts', 'service_keys', 'signing_keys', 'blocked_users', 'scope_horizons', 'activity']) {
+          this.#db.prepare(`DELETE FROM ${table} WHERE project_id = ?`).run(id);
+        }
+        return this.#db.prepare('DELETE FROM projects WHERE id = ?').run(id).changes === 1;
+      })();
+      // Device bindings of the project are gone with it.
+      this.#owners.clear();
+      return removed;
+    });
+  }
+
+  createSigningKey(projectId: string, kid: string, secret: string): Promise<SigningKey> {
+    return settle(() => {
+      const createdAt = Date.now();
+      this.#statements.insertKey.run(projectId, kid, secret, createdAt);
+      return { kid, createdAt, lastUsedAt: null, revokedAt: null };
+    });
+  }
+
+  signingKeys(projectId: string): Promise<SigningKey[]> {
+    return settle(() => {
+      this.#flushTouches();
+      const rows = this.#statements.signingKeys.all(projectId) as Array<{ kid: string; created_at: number; last_used_at: number | null; revoked_at: number | null }>;
+      return rows.map((row) => ({ kid: row.kid, createdAt: row.created_at, lastUsedAt: row.last_used_at, revokedAt: row.revoked_at }));
+    });
+  }
+
+  revokeSigningKey(projectId: string, kid: string): Promise<boolean> {
+    return settle(() => this.#statements.revokeKey.run(Date.now(), projectId, kid).changes === 1);
+  }
+
+  signingKeyUsed(projectId: string, kid: string): void {
+    this.#keyUses.set(`${projectId}\u0000${kid}`, Date.now());
+    this.#scheduleFlush();
+  }
+
+  users(projectId: string, query: UserQuery): Promise<UserRecord[]> {
+    return settle(() => {
+      this.#flushTouches();
+      const rows = this.#statements.users.all({ projectId, after: query.after ?? '', prefix: query.prefix ?? '', limit: query.limit }) as Array<{
+        user_id: string; devices: number; online: number; last_seen: number; blocked: number;
+      }>;
+      return rows.map((r) => ({ userId: r.user_id, devices: r.devices, online: r.online, lastSeen: r.last_seen, blocked: r.blocked === 1 }));
+    });
+  }
+
+  setBlocked(projectId: string, userId: string, blocked: boolean): Promise<void> {
+    return settle(() => {
+      if (blocked) this.#statements.block.run(projectId, userId, Date.now());
+      else this.#statements.unblock.run(projectId, userId);
+    });
+  }
+
+  isBlocked(projectId: string, userId: string): Promise<boolean> {
+    return settle(() => this.#statements.isBlocked.get(projectId, userId) !== undefined);
+  }
+
+  deleteUserData(projectId: string, userId: string): Promise<UserDataDeleted> {
+    return settle(() => {
+      // A device contact waiting to be written (its socket just closed) goes first, not after.
+      this.#flushTouches();
+      const db = this.#db;
+      const scope = `user:${userId}`;
+      return db.transaction((): UserDataDeleted => {
+        const rows = db.prepare('DELETE FROM row_state WHERE project_id = ? AND scope = ?').run(projectId, scope).changes;
+        const conflicts = db
+          .prepare('DELETE FROM conflicts WHERE project_id = ? AND device_id IN (SELECT device_id FROM devices WHERE project_id = ? AND user_id = ?)')
+          .run(projectId, projectId, userId).changes;
+        const changes = db.prepare('DELETE FROM change_log WHERE project_id = ? AND user_id = ?').run(projectId, userId).changes;
+        const devices = db.prepare('DELETE FROM devices WHERE project_id = ? AND user_id = ?').run(projectId, userId).changes;
+        // The deletion is a commit of its own: devices whose cursor lies below it re-sync the scope.
+        const seq = ((this.#statements.lastSeq.get(projectId) as number | undefined) ?? 0) + 1;
+        this.#statements.setLastSeq.run(seq, projectId);
+        this.#statements.setScopeHorizon.run(projectId, scope, seq);
+        return { rows, changes, conflicts, devices };
+      }).immediate();
+    });
+  }
+
+  stats(projectId: string, dayStart: number): Promise<ProjectStats> {
+    return settle(() => {
+      this.#flushTouches();
+      const d = this.#statements.deviceStats.get(dayStart, projectId) as { devices: number; online: number; users: number; active: number; pending: number; quarantined: number };
+      const a = this.#statements.activityTotals.get(projectId, dayStart) as { changes: number; conflicts: number; rejected: number };
+      return {
+        projectId,
+        users: d.users,
+        activeUsers: d.active,
+        devices: d.devices,
+        online: d.online,
+        pending: d.pending,
+        quarantined: d.quarantined,
+        seq: (this.#statements.lastSeq.get(projectId) as number | undefined) ?? 0,
+        changesToday: a.changes,
+        conflictsToday: a.conflicts,
+        rejectedToday: a.rejected,
+      };
+    });
+  }
+
+  addActivity(samples: readonly ActivitySample[]): Promise<void> {
+    return settle(() => {
+      if (samples.length === 0) return;
+      this.#db.transaction(() => {
+        for (const sample of samples) this.#statements.addActivity.run(sample);
+      })();
+    });
+  }
+
+  activity(projectId: string, from: number, to: number, bucketMinutes = 1): Promise<ActivitySample[]> {
+    return settle(() => {
+      const rows = this.#statements.activity.all({ projectId, from, to, bucket: bucketMinutes * 60_000 }) as Array<{
+        project_id: string; minute: number; pushes: number; changes: number; applied: number; conflicts: number; rejected: number; catchup_rows: number; connections: number;
+      }>;
+      return rows.map((r) => ({
+        projectId: r.project_id, minute: r.minute, pushes: r.pushes, changes: r.changes, applied: r.applied,
+        conflicts: r.conflicts, rejected: r.rejected, catchUpRows: r.catchup_rows, connections: r.connections,
+      }));
+    });
+  }
+
+  changes(query: ChangeQuery): Promise<ChangeRecord[]> {
+    return settle(() => {
+      const filters: string[] = ['project_id = @projectId'];
+      if (query.table !== undefined) filters.push('table_name = @table');
+      if (query.row !== undefined) filters.push('row_id = @row');
+      if (query.userId !== undefined) filters.push('user_id = @userId');
+      if (query.deviceId !== undefined) filters.push('device_id = @deviceId');
+      if (query.op !== undefined) filters.push('op = @op');
+      if (query.from !== undefined) filters.push('received_at >= @from');
+      if (query.to !== undefined) filters.push('received_at <= @to');
+      const order = query.ascending === true ? 'ASC' : 'DESC';
+      if (query.before !== undefined) filters.push(`(received_at, device_id, change_id) ${query.ascending === true ? '>' : '<'} (@beforeAt, @beforeDevice, @beforeChange)`);
+      const sql = `SELECT change_id, device_id, user_id, table_name, row_id, op, payload, clock, outcome, seq, received_at FROM change_log
+        WHERE ${filters.join(' AND ')} ORDER BY received_at ${order}, device_id ${order}, change_id ${order} LIMIT @limit`;
+      let statement = this.#changesCache.get(sql);
+      if (!statement) this.#changesCache.set(sql, (statement = this.#db.prepare(sql)));
+      const rows = statement.all(definedOnly({
+        projectId: query.projectId, table: query.table, row: query.row, userId: query.userId, deviceId: query.deviceId, op: query.op,
+        from: query.from, to: query.to, beforeAt: query.before?.receivedAt, beforeDevice: query.before?.deviceId, beforeChange: query.before?.changeId,
+        limit: query.limit,
+      })) as Array<{
+        change_id: string; device_id: string; user_id: string; table_name: string; row_id: string; op: string; payload: string | null;
+        clock: string; outcome: string; seq: number | null; received_at: number;
+      }>;
+      return rows.map((r) => ({
+        changeId: r.change_id, deviceId: r.device_id, userId: r.user_id, table: r.table_name, row: r.row_id, op: r.op,
+        values: r.payload === null ? null : (JSON.parse(r.payload) as Record<string, unknown>), clock: r.clock, outcome: r.outcome, seq: r.seq, receivedAt: r.received_at,
+      }));
+    });
+  }
+
+  conflicts(query: ConflictQuery): Promise<ConflictRecord[]> {
+    return settle(() => {
+      const filters: string[] = ['c.project_id = @projectId'];
+      if (query.table !== undefined) filters.push('c.table_name = @table');
+      if (query.row !== undefined) filters.push('c.row_id = @row');
+      if (query.from !== undefined) filters.push('c.at >= @from');
+      if (query.to !== undefined) filters.push('c.at <= @to');
+      if (query.before !== undefined) filters.push('c.id < @before');
+      if (query.changeId !== undefined) filters.push('c.change_id = @changeId');
+      const sql = `SELECT c.id, c.table_name, c.row_id, c.column_name, c.rule, c.losing, c.winning, c.at, c.change_id, c.device_id, d.user_id
+        FROM conflicts c LEFT JOIN devices d ON d.project_id = c.project_id AND d.device_id = c.device_id
+        WHERE ${filters.join(' AND ')} ORDER BY c.id DESC LIMIT @limit`;
+      let statement = this.#conflictsCache.get(sql);
+      if (!statement) this.#conflictsCache.set(sql, (statement = this.#db.prepare(sql)));
+      const rows = statement.all(definedOnly({
+        projectId: query.projectId, table: query.table, row: query.row, from: query.from, to: query.to, before: query.before, changeId: query.changeId, limit: query.limit,
+      })) as Array<ConflictRow & { id: number; at: number; change_id: string | null; device_id: string | null; user_id: string | null }>;
+      return rows.map((r) => ({
+        ...conflictOf(r), id: r.id, at: r.at, changeId: r.change_id, deviceId: r.device_id, userId: r.user_id,
+      }));
+    });
+  }
+
+  tables(projectId: string): Promise<TableRecord[]> {
+    return settle(() => {
+      const rows = this.#statements.tables.all(projectId) as Array<{ table_name: string; rows: number; deleted: number }>;
+      return rows.map((r) => ({ table: r.table_name, rows: r.rows, deleted: r.deleted }));
+    });
+  }
+
   currentSeq(projectId: string): Promise<number> {
     return settle(() => (this.#statements.lastSeq.get(projectId) as number | undefined) ?? 0);
   }
@@ -583,6 +917,36 @@ export class SqliteStore implements Store {
       this.#db.close();
     });
   }
+}
+
+function conflictOf(row: ConflictRow): Conflict {
+  return {
+    table: row.table_name,
+    row: row.row_id,
+    column: row.column_name,
+    rule: row.rule as Conflict['rule'],
+    losing: JSON.parse(row.losing) as Conflict['losing'],
+    winning: JSON.parse(row.winning) as Conflict['winning'],
+  };
+}
+
+const DEVICE_COLUMNS = 'project_id, device_id, user_id, cursor, online, first_seen, last_seen, pending, quarantined, app_version, library, protocol_version, user_agent';
+
+interface DeviceRow {
+  project_id: string; device_id: string; user_id: string; cursor: number; online: number; first_seen: number; last_seen: number;
+  pending: number | null; quarantined: number | null; app_version: string | null; library: string | null; protocol_version: number | null; user_agent: string | null;
+}
+
+function deviceRecord(r: DeviceRow): DeviceRecord {
+  return {
+    projectId: r.project_id, deviceId: r.device_id, userId: r.user_id, cursor: r.cursor, online: r.online === 1, firstSeen: r.first_seen, lastSeen: r.last_seen,
+    pending: r.pending, quarantined: r.quarantined, appVersion: r.app_version, library: r.library, protocolVersion: r.protocol_version, userAgent: r.user_agent,
+  };
+}
+
+/** Named parameters without the undefined ones (better-sqlite3 refuses an undefined binding). */
+function definedOnly(params: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(params).filter(([, value]) => value !== undefined));
 }
 
 /** Runs synchronous store work and hands back a promise, with a throw becoming a rejection. */

@@ -37,8 +37,17 @@
  *   id and at most `limit`, or the rows named by `ids`; deleted rows only when asked for.
  * - A service key is stored by its hash only; serviceKey() finds it by id, with the project it
  *   belongs to, and deleteServiceKey() removes it for good.
+ * - A project's signing keys verify its user tokens: a token names its key by `kid`, one without a
+ *   kid is the key `default` (the project's first, made with it from its secret). A revoked key is
+ *   never among `Project.keys` again.
+ * - deleteUserData() removes a user's private rows, change log, conflicts and devices, and gives
+ *   the deletion a seq of its own above which the user's scope starts over: a device of the user
+ *   whose cursor is below it catches up with a re-sync, and drops the rows that are gone.
+ * - The operators' reads (stats, users, changes, conflicts, activity, row history) never scan the
+ *   change log to count: counts come from the per-minute activity the server adds as it goes.
  * - No read or write crosses a project, and pull() never returns a row outside the scopes asked for.
  */
+import type { DeviceStatus } from '../../lib/protocol/up.js';
 import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
 import type { Retention } from '../limits.js';
 import type { Conflict, Resolver, Strategy } from '../merge.js';
@@ -51,6 +60,19 @@ export interface Project {
   /** Tables whose rows every user of the project shares; all others are private to each user. */
   readonly sharedTables: readonly string[];
   readonly createdAt: number;
+  /** The keys that verify its user tokens now (revoked keys are not here). */
+  readonly keys: readonly { readonly kid: string; readonly secret: string }[];
+}
+
+/** The kid of a project's first key, made from its secret; a token without a kid names it. */
+export const DEFAULT_KID = 'default';
+
+/** A signing key as operators see it: never its secret after it was made. */
+export interface SigningKey {
+  readonly kid: string;
+  readonly createdAt: number;
+  readonly lastUsedAt: number | null;
+  readonly revokedAt: number | null;
 }
 
 export interface NewProject {
@@ -137,6 +159,8 @@ export interface DeviceContact {
   readonly deviceId: string;
   readonly cursor?: number;
   readonly online?: boolean;
+  /** What the device said of itself (protocol 2), with what the server saw of it. */
+  readonly status?: DeviceStatus & { readonly protocolVersion?: number; readonly userAgent?: string };
 }
 
 export interface DeviceRecord {
@@ -147,6 +171,143 @@ export interface DeviceRecord {
   readonly online: boolean;
   readonly firstSeen: number;
   readonly lastSeen: number;
+  /** As the device last reported it; null when it never did (protocol version 1). */
+  readonly pending: number | null;
+  readonly quarantined: number | null;
+  readonly appVersion: string | null;
+  readonly library: string | null;
+  readonly protocolVersion: number | null;
+  readonly userAgent: string | null;
+}
+
+export interface DeviceQuery {
+  readonly userId?: string;
+  /** At most this many, most recently seen first (default: all). */
+  readonly limit?: number;
+}
+
+/** A user of a project, as the devices table knows them. */
+export interface UserRecord {
+  readonly userId: string;
+  readonly devices: number;
+  readonly online: number;
+  readonly lastSeen: number;
+  readonly blocked: boolean;
+}
+
+export interface UserQuery {
+  /** Users whose id sorts after this one. */
+  readonly after?: string;
+  /** Users whose id starts with this. */
+  readonly prefix?: string;
+  readonly limit: number;
+}
+
+/** Counts of one project; the daily ones from the activity since `dayStart`. */
+export interface ProjectStats {
+  readonly projectId: string;
+  readonly users: number;
+  readonly activeUsers: number;
+  readonly devices: number;
+  readonly online: number;
+  /** Changes the devices report as not yet acknowledged (protocol 2 devices only). */
+  readonly pending: number;
+  readonly quarantined: number;
+  /** The project's highest seq: every effective change it ever committed. */
+  readonly seq: number;
+  readonly changesToday: number;
+  readonly conflictsToday: number;
+  readonly rejectedToday: number;
+}
+
+/** What happened in one project in one minute, counted as it happened (server/activity.ts). */
+export interface ActivitySample {
+  readonly projectId: string;
+  /** The minute's start, ms since the epoch (a multiple of 60,000). */
+  readonly minute: number;
+  readonly pushes: number;
+  /** Changes pushed, whatever their outcome. */
+  readonly changes: number;
+  readonly applied: number;
+  readonly conflicts: number;
+  readonly rejected: number;
+  readonly catchUpRows: number;
+  /** The most sockets open at once in that minute (added samples keep the larger). */
+  readonly connections: number;
+}
+
+/** A pushed change as the change log keeps it. */
+export interface ChangeRecord {
+  readonly changeId: string;
+  readonly deviceId: string;
+  readonly userId: string;
+  readonly table: string;
+  readonly row: string;
+  readonly op: string;
+  readonly values: Record<string, unknown> | null;
+  readonly clock: string;
+  /** applied or superseded (a duplicate or rejected change is not logged again). */
+  readonly outcome: string;
+  readonly seq: number | null;
+  readonly receivedAt: number;
+}
+
+/** Where a page of changes ends: the next page starts after it (newest first). */
+export interface ChangeCursor {
+  readonly receivedAt: number;
+  readonly deviceId: string;
+  readonly changeId: string;
+}
+
+export interface ChangeQuery {
+  readonly projectId: string;
+  readonly table?: string;
+  readonly row?: string;
+  readonly userId?: string;
+  readonly deviceId?: string;
+  readonly op?: string;
+  /** received at or after (ms) */
+  readonly from?: number;
+  /** received at or before (ms) */
+  readonly to?: number;
+  readonly before?: ChangeCursor;
+  /** Oldest first instead of newest first (a row's history). */
+  readonly ascending?: boolean;
+  readonly limit: number;
+}
+
+export interface ConflictRecord extends Conflict {
+  readonly id: number;
+  readonly at: number;
+  /** The change whose merge recorded it, and its device and user (null for old records). */
+  readonly changeId: string | null;
+  readonly deviceId: string | null;
+  readonly userId: string | null;
+}
+
+export interface ConflictQuery {
+  readonly projectId: string;
+  readonly table?: string;
+  readonly row?: string;
+  readonly from?: number;
+  readonly to?: number;
+  /** Conflicts with a smaller id (the next page, newest first). */
+  readonly before?: number;
+  readonly changeId?: string;
+  readonly limit: number;
+}
+
+export interface TableRecord {
+  readonly table: string;
+  readonly rows: number;
+  readonly deleted: number;
+}
+
+export interface UserDataDeleted {
+  readonly rows: number;
+  readonly changes: number;
+  readonly conflicts: number;
+  readonly devices: number;
 }
 
 export interface RowsInput {
@@ -160,6 +321,8 @@ export interface RowsInput {
   readonly limit: number;
   /** Deleted rows too, as deletes (their tombstones, while kept). */
   readonly includeDeleted?: boolean;
+  /** Only rows whose column holds exactly this value (a text or a number). */
+  readonly where?: { readonly column: string; readonly value: string | number };
 }
 
 export interface RowsOutput {
@@ -185,12 +348,40 @@ export interface StoredServiceKey extends ServiceKey {
 export interface Store {
   createProject(project: NewProject): Promise<Project>;
   getProject(id: string): Promise<Project | null>;
+  /** Every project, by id. */
+  listProjects(): Promise<Project[]>;
+  /** Changes a project's strategy or shared tables; null when there is no such project. */
+  updateProject(id: string, change: { readonly strategy?: Strategy; readonly sharedTables?: readonly string[] }): Promise<Project | null>;
+  /** Removes a project and everything of it; false when there was none. */
+  deleteProject(id: string): Promise<boolean>;
+  createSigningKey(projectId: string, kid: string, secret: string): Promise<SigningKey>;
+  /** Every key of the project, revoked ones too, oldest first. */
+  signingKeys(projectId: string): Promise<SigningKey[]>;
+  /** False when the project has no such key, or it was revoked before. */
+  revokeSigningKey(projectId: string, kid: string): Promise<boolean>;
+  /** A token signed with the key was accepted now (written within a second, with device contacts). */
+  signingKeyUsed(projectId: string, kid: string): void;
   /**
    * Records a user and device on first contact and keeps last-seen, cursor and online current.
    * False (and nothing changed) when the device id is another user's.
    */
   touchDevice(contact: DeviceContact): Promise<boolean>;
-  listDevices(projectId: string): Promise<DeviceRecord[]>;
+  listDevices(projectId: string, query?: DeviceQuery): Promise<DeviceRecord[]>;
+  /** A page of the project's users, by id. */
+  users(projectId: string, query: UserQuery): Promise<UserRecord[]>;
+  setBlocked(projectId: string, userId: string, blocked: boolean): Promise<void>;
+  isBlocked(projectId: string, userId: string): Promise<boolean>;
+  /** See the contract. */
+  deleteUserData(projectId: string, userId: string): Promise<UserDataDeleted>;
+  stats(projectId: string, dayStart: number): Promise<ProjectStats>;
+  /** Adds counts to their minutes (connections: the larger is kept). */
+  addActivity(samples: readonly ActivitySample[]): Promise<void>;
+  /** The project's minutes in [from, to), oldest first, summed into buckets of `bucketMinutes`. */
+  activity(projectId: string, from: number, to: number, bucketMinutes?: number): Promise<ActivitySample[]>;
+  changes(query: ChangeQuery): Promise<ChangeRecord[]>;
+  conflicts(query: ConflictQuery): Promise<ConflictRecord[]>;
+  /** The tables a project has rows in, with their counts. */
+  tables(projectId: string): Promise<TableRecord[]>;
   push(input: PushInput): Promise<PushOutput>;
   pull(input: PullInput): Promise<PullOutput>;
   /** One table's rows in one scope, as they stand (see the contract). */

@@ -32,7 +32,8 @@ import { CloseCode } from '../../lib/protocol/close-codes.js';
 import { parseDownFrame, type DownMessage } from '../../lib/protocol/down.js';
 import { ErrorKind, type ErrorData } from '../../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../../lib/protocol/protocol-version.js';
-import { LIMITS } from '../../lib/protocol/up.js';
+import { LIMITS, type DeviceStatus } from '../../lib/protocol/up.js';
+import { LIBRARY_VERSION } from '../../lib/version.js';
 import type { SyncState, SyncStatus } from '../../lib/protocol/worker-api.js';
 import type { Engine } from '../engine.js';
 import { toErrorData } from '../engine-error.js';
@@ -78,6 +79,10 @@ export interface SyncLoopOptions {
   readonly run?: (work: () => void) => Promise<void>;
   /** Whether there is a network; the platform's (navigator.onLine) by default. */
   readonly network?: Network;
+  /** The app's version, told to the server with the device's status. */
+  readonly appVersion?: string;
+  /** The least time between two status frames (default 1 s). */
+  readonly statusEveryMs?: number;
 }
 
 export class SyncLoop {
@@ -103,6 +108,9 @@ export class SyncLoop {
   #pushRetries = 0;
   #pushRetryTimer: ReturnType<typeof setTimeout> | null = null;
   #done = 0;
+  /** The pending and quarantined counts the server was last told on this connection; null before the hello. */
+  #reported: { pending: number; quarantined: number } | null = null;
+  #statusTimer: ReturnType<typeof setTimeout> | null = null;
   /** Frames are handled one at a time, in arrival order. */
   #queue: Promise<void> = Promise.resolve();
 
@@ -185,7 +193,14 @@ export class SyncLoop {
     this.#inTurn(() => {
       if (attempt !== this.#attempt) return;
       const replica = this.#replica;
-      this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: replica.cursor, fresh: replica.fresh, token });
+      const status: DeviceStatus = {
+        pending: replica.pendingCount(),
+        quarantined: replica.quarantineCount(),
+        library: LIBRARY_VERSION,
+        ...(this.#options.appVersion !== undefined ? { appVersion: this.#options.appVersion.slice(0, 64) } : {}),
+      };
+      this.#reported = { pending: status.pending, quarantined: status.quarantined ?? 0 };
+      this.#send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: this.#engine.deviceId, cursor: replica.cursor, fresh: replica.fresh, token, status });
     });
   }
 
@@ -379,6 +394,9 @@ export class SyncLoop {
   }
 
   #clearTimers(): void {
+    this.#reported = null;
+    if (this.#statusTimer) clearTimeout(this.#statusTimer);
+    this.#statusTimer = null;
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     if (this.#pushRetryTimer) clearTimeout(this.#pushRetryTimer);
@@ -447,6 +465,30 @@ export class SyncLoop {
   #update(patch: Partial<SyncStatus>): void {
     this.#status = { ...this.#status, ...patch };
     this.#options.onStatus?.(this.#status);
+    this.#reportStatus();
+  }
+
+  /**
+   * Tells the server the pending and quarantined counts when they differ from what it was last
+   * told on this connection: at most one status frame per `statusEveryMs`, with the counts as they
+   * stand when it goes.
+   */
+  #reportStatus(): void {
+    const reported = this.#reported;
+    if (reported === null || this.#statusTimer !== null) return;
+    const { pending, quarantined } = this.#status;
+    if (reported.pending === pending && reported.quarantined === quarantined) return;
+    const attempt = this.#attempt;
+    this.#statusTimer = setTimeout(() => {
+      this.#statusTimer = null;
+      if (attempt !== this.#attempt || this.#reported === null) return;
+      const now = { pending: this.#status.pending, quarantined: this.#status.quarantined };
+      if (now.pending !== this.#reported.pending || now.quarantined !== this.#reported.quarantined) {
+        this.#reported = now;
+        this.#send({ type: 'status', ...now });
+      }
+      this.#reportStatus();
+    }, this.#options.statusEveryMs ?? 1000);
   }
 }
 

@@ -1,0 +1,150 @@
+/**
+ * What each project does, counted as it happens: per second for the last five minutes (in
+ * memory, for the console's live chart) and per minute for good (added to the store every few
+ * seconds, for the 24-hour and 7-day charts and the daily counts). Nothing is ever recounted from
+ * the change log.
+ *
+ * A tick each second closes the second (pushes, changes, catch-up rows, and the sockets open at
+ * its end) and tells the listeners (the console's live streams).
+ */
+import type { PushOutput, ActivitySample, Store } from './store/store.js';
+
+/** One second of one project. */
+export interface Second {
+  /** The second's start, ms since the epoch. */
+  readonly at: number;
+  readonly pushes: number;
+  readonly changes: number;
+  readonly conflicts: number;
+  readonly rejected: number;
+  readonly catchUpRows: number;
+  /** Sockets open at the second's end. */
+  readonly connections: number;
+}
+
+/** Seconds kept per project: the live chart's five minutes. */
+export const SECONDS_KEPT = 300;
+const MINUTE = 60_000;
+
+type Counts = { pushes: number; changes: number; applied: number; conflicts: number; rejected: number; catchUpRows: number };
+const zero = (): Counts => ({ pushes: 0, changes: 0, applied: 0, conflicts: 0, rejected: 0, catchUpRows: 0 });
+
+export type SecondListener = (projectId: string, second: Second) => void;
+
+export class Activity {
+  readonly #store: Store;
+  readonly #connections: () => ReadonlyMap<string, number>;
+  /** The second being counted, per project. */
+  readonly #current = new Map<string, Counts>();
+  readonly #seconds = new Map<string, Second[]>();
+  /** Counts not yet added to the store, per project and minute. */
+  readonly #unsaved = new Map<string, ActivitySample>();
+  readonly #listeners = new Set<SecondListener>();
+  readonly #tick: ReturnType<typeof setInterval>;
+  readonly #flush: ReturnType<typeof setInterval>;
+  #saving: Promise<void> = Promise.resolve();
+  /** Projects that had sockets at the last tick: their next idle second is still worth a point. */
+  #connected = new Set<string>();
+
+  constructor(store: Store, connections: () => ReadonlyMap<string, number>, saveEveryMs = 5000) {
+    this.#store = store;
+    this.#connections = connections;
+    this.#tick = setInterval(() => this.tick(), 1000);
+    this.#tick.unref();
+    this.#flush = setInterval(() => void this.save(), saveEveryMs);
+    this.#flush.unref();
+  }
+
+  pushed(projectId: string, out: PushOutput): void {
+    const counts = this.#counts(projectId);
+    counts.pushes++;
+    counts.changes += out.results.length;
+    for (const result of out.results) {
+      if (result.outcome === 'applied') counts.applied++;
+      else if (result.outcome === 'rejected') counts.rejected++;
+    }
+    counts.conflicts += out.conflicts.length;
+  }
+
+  caughtUp(projectId: string, rows: number): void {
+    if (rows > 0) this.#counts(projectId).catchUpRows += rows;
+  }
+
+  /** The project's last five minutes, oldest first. */
+  recent(projectId: string): readonly Second[] {
+    return this.#seconds.get(projectId) ?? [];
+  }
+
+  listen(listener: SecondListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Closes the current second of every project (called each second; tests call it directly). */
+  tick(now = Date.now()): void {
+    const at = Math.floor(now / 1000) * 1000 - 1000;
+    const connections = this.#connections();
+    const projects = new Set([...this.#current.keys(), ...connections.keys(), ...this.#connected]);
+    this.#connected = new Set(connections.keys());
+    for (const projectId of projects) {
+      const counts = this.#current.get(projectId) ?? zero();
+      this.#current.delete(projectId);
+      const second: Second = {
+        at, pushes: counts.pushes, changes: counts.changes, conflicts: counts.conflicts, rejected: counts.rejected,
+        catchUpRows: counts.catchUpRows, connections: connections.get(projectId) ?? 0,
+      };
+      let seconds = this.#seconds.get(projectId);
+      if (!seconds) this.#seconds.set(projectId, (seconds = []));
+      seconds.push(second);
+      if (seconds.length > SECONDS_KEPT) seconds.splice(0, seconds.length - SECONDS_KEPT);
+      this.#add(projectId, Math.floor(at / MINUTE) * MINUTE, counts, second.connections);
+      for (const listener of this.#listeners) listener(projectId, second);
+    }
+  }
+
+  /** Adds what was counted to the store's minutes; at most one save at a time. */
+  save(): Promise<void> {
+    this.#saving = this.#saving.then(async () => {
+      if (this.#unsaved.size === 0) return;
+      const samples = [...this.#unsaved.values()];
+      this.#unsaved.clear();
+      try {
+        await this.#store.addActivity(samples);
+      } catch (error) {
+        // Counts only, and never the data: said once per failed save, and the next save goes on.
+        console.error(JSON.stringify({ event: 'error', kind: 'internal', message: `activity counts were not saved: ${String(error)}` }));
+      }
+    });
+    return this.#saving;
+  }
+
+  /** Counts the current second and saves everything. */
+  async close(): Promise<void> {
+    clearInterval(this.#tick);
+    clearInterval(this.#flush);
+    this.tick(Date.now() + 1000);
+    await this.save();
+  }
+
+  #counts(projectId: string): Counts {
+    let counts = this.#current.get(projectId);
+    if (!counts) this.#current.set(projectId, (counts = zero()));
+    return counts;
+  }
+
+  #add(projectId: string, minute: number, counts: Counts, connections: number): void {
+    const key = `${projectId}\u0000${minute}`;
+    const sample = this.#unsaved.get(key);
+    this.#unsaved.set(key, {
+      projectId,
+      minute,
+      pushes: (sample?.pushes ?? 0) + counts.pushes,
+      changes: (sample?.changes ?? 0) + counts.changes,
+      applied: (sample?.applied ?? 0) + counts.applied,
+      conflicts: (sample?.conflicts ?? 0) + counts.conflicts,
+      rejected: (sample?.rejected ?? 0) + counts.rejected,
+      catchUpRows: (sample?.catchUpRows ?? 0) + counts.catchUpRows,
+      connections: Math.max(sample?.connections ?? 0, connections),
+    });
+  }
+}
