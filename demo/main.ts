@@ -19,10 +19,14 @@ const schema = {
     { version: 2, sql: [`CREATE TABLE shared_todos (${TODO_COLUMNS}, author TEXT)`] },
   ],
 };
-const PROJECT = 'demo';
-const USER_KEY = 'pocketsync-demo-user';
-
 const params = new URLSearchParams(location.search);
+/**
+ * The dev project, whose tokens the server mints for any name; or, with ?project=…&token=…, any
+ * project with a token its backend (or the console's "mint a test token") made.
+ */
+const PROJECT = params.get('project') ?? 'demo';
+const GIVEN_TOKEN = params.get('token');
+const USER_KEY = PROJECT === 'demo' ? 'pocketsync-demo-user' : `pocketsync-demo-user-${PROJECT}`;
 const problem = document.getElementById('problem')!;
 
 function showProblem(message: string): void {
@@ -35,6 +39,7 @@ function report(error: unknown): void {
 }
 
 async function devToken(user: string): Promise<string> {
+  if (GIVEN_TOKEN !== null) return GIVEN_TOKEN;
   const res = await fetch(`/v1/projects/${PROJECT}/dev/token`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
@@ -44,10 +49,21 @@ async function devToken(user: string): Promise<string> {
   return ((await res.json()) as { token: string }).token;
 }
 
+/** The user a token is for (its `sub`), read without checking: the server checks it. */
+function tokenSubject(token: string): string {
+  try {
+    const payload = JSON.parse(atob((token.split('.')[1] ?? '').replace(/-/g, '+').replace(/_/g, '/'))) as { sub?: unknown };
+    return typeof payload.sub === 'string' ? payload.sub : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** The signed-in user: from the URL, else remembered; null shows the sign-in form. */
 function signedInUser(): string | null {
   const fromUrl = params.get('user')?.trim();
   if (fromUrl) return fromUrl;
+  if (GIVEN_TOKEN !== null) return tokenSubject(GIVEN_TOKEN);
   return localStorage.getItem(USER_KEY);
 }
 
@@ -72,8 +88,9 @@ async function start(user: string | null): Promise<void> {
   let pocketSync: PocketSync;
   try {
     pocketSync = await PocketSync.initialize({
-      dbName: user ? `pocketsync-demo-${encodeURIComponent(user)}.sqlite3` : 'pocketsync-demo.sqlite3',
+      dbName: user ? `pocketsync-${PROJECT === 'demo' ? 'demo' : `demo-${PROJECT}`}-${encodeURIComponent(user)}.sqlite3` : 'pocketsync-demo.sqlite3',
       schema,
+      appVersion: 'demo 0.1.0',
       ...(user ? { serverUrl: location.origin, projectId: PROJECT, authToken: () => devToken(user) } : {}),
     });
   } catch (error) {

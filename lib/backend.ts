@@ -28,8 +28,10 @@ export function rowIdForKey(...values: KeyValue[]): string | null {
 
 export interface MintOptions {
   readonly projectId: string;
-  /** The project's secret (the one the server signs and checks this project's tokens with). */
+  /** The signing key's secret: the project's secret (key `default`), or a key made in the console. */
   readonly secret: string;
+  /** The signing key's id (`kid`), for a key made in the console; none for the key `default`. */
+  readonly kid?: string;
   /** The user id: 1-128 characters of A-Z a-z 0-9 _ . @ : - */
   readonly user: string;
   /** How long the token is valid; 24 hours unless given (the server refuses more than 30 days by default). */
@@ -45,7 +47,8 @@ export async function mintUserToken(options: MintOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   const encoder = new TextEncoder();
   const part = (value: unknown) => base64url(encoder.encode(JSON.stringify(value)));
-  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: options.user, project: options.projectId, iat: now, exp: now + ttl })}`;
+  const header = options.kid === undefined || options.kid === 'default' ? { alg: 'HS256', typ: 'JWT' } : { alg: 'HS256', typ: 'JWT', kid: options.kid };
+  const unsigned = `${part(header)}.${part({ sub: options.user, project: options.projectId, iat: now, exp: now + ttl })}`;
   const key = await crypto.subtle.importKey('raw', encoder.encode(options.secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
   const signature = new Uint8Array(await crypto.subtle.sign('HMAC', key, encoder.encode(unsigned)));
   return `${unsigned}.${base64url(signature)}`;

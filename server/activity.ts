@@ -39,6 +39,8 @@ export class Activity {
   readonly #seconds = new Map<string, Second[]>();
   /** Counts not yet added to the store, per project and minute. */
   readonly #unsaved = new Map<string, ActivitySample>();
+  /** Counts being written by the save in progress: still counted by unsaved() until they are. */
+  #inFlight: readonly ActivitySample[] = [];
   readonly #listeners = new Set<SecondListener>();
   readonly #tick: ReturnType<typeof setInterval>;
   readonly #flush: ReturnType<typeof setInterval>;
@@ -75,6 +77,23 @@ export class Activity {
     return this.#seconds.get(projectId) ?? [];
   }
 
+  /**
+   * What was counted since `since` and is not in the store yet (the current second, the minutes
+   * not yet saved): added to the store's counts, a page shows every change at once.
+   */
+  unsaved(projectId: string, since: number): { changes: number; conflicts: number; rejected: number } {
+    const totals = { changes: 0, conflicts: 0, rejected: 0 };
+    const add = (counts: { changes: number; conflicts: number; rejected: number }) => {
+      totals.changes += counts.changes;
+      totals.conflicts += counts.conflicts;
+      totals.rejected += counts.rejected;
+    };
+    for (const sample of [...this.#unsaved.values(), ...this.#inFlight]) if (sample.projectId === projectId && sample.minute >= since) add(sample);
+    const current = this.#current.get(projectId);
+    if (current) add(current);
+    return totals;
+  }
+
   listen(listener: SecondListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -108,9 +127,12 @@ export class Activity {
       if (this.#unsaved.size === 0) return;
       const samples = [...this.#unsaved.values()];
       this.#unsaved.clear();
+      this.#inFlight = samples;
       try {
         await this.#store.addActivity(samples);
+        this.#inFlight = [];
       } catch (error) {
+        this.#inFlight = [];
         // Counts only, and never the data: said once per failed save, and the next save goes on.
         console.error(JSON.stringify({ event: 'error', kind: 'internal', message: `activity counts were not saved: ${String(error)}` }));
       }

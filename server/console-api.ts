@@ -73,6 +73,18 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     return project;
   };
 
+  /** The store's counts, with what the server counted and has not saved yet. */
+  const statsOf = async (projectId: string, dayStart: number) => {
+    const stats = await store.stats(projectId, dayStart);
+    const unsaved = options.activity?.unsaved(projectId, dayStart) ?? { changes: 0, conflicts: 0, rejected: 0 };
+    return {
+      ...stats,
+      changesToday: stats.changesToday + unsaved.changes,
+      conflictsToday: stats.conflictsToday + unsaved.conflicts,
+      rejectedToday: stats.rejectedToday + unsaved.rejected,
+    };
+  };
+
   /** Who is connected to the project now, by device. */
   const onlineDevices = (projectId: string): Set<string> => new Set((options.hub?.subscribers(projectId) ?? []).map((s) => s.deviceId));
 
@@ -81,7 +93,7 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     const projects = await store.listProjects();
     const rows = await Promise.all(
       projects.map(async (project) => {
-        const stats = await store.stats(project.id, dayStart);
+        const stats = await statsOf(project.id, dayStart);
         return {
           ...settings(project),
           users: stats.users,
@@ -97,7 +109,7 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
 
   app.get('/v1/admin/projects/:project', async (c) => {
     const project = await projectOf(c);
-    const stats = await store.stats(project.id, startOfDay());
+    const stats = await statsOf(project.id, startOfDay());
     return c.json({ project: settings(project), stats: { ...stats, online: options.hub?.subscribers(project.id).length ?? stats.online } });
   });
 

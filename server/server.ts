@@ -29,6 +29,7 @@ import { findProject, observeAll } from './push.js';
 import { Activity } from './activity.js';
 import type { Resolver } from './merge.js';
 import { SyncSocket, type SocketDeps } from './socket.js';
+import { mountConsole } from './static-site.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 
@@ -53,6 +54,8 @@ export interface ServerOptions {
   readonly retention?: Partial<Retention>;
   /** Serves this directory at / (the demo). */
   readonly staticDir?: string;
+  /** Serves the operators' console (its build: packages/pocketsync-server/dist/console-ui) at /console/. */
+  readonly consoleDir?: string;
   /** One structured log line per connection and per error; console by default, silent with null. */
   readonly log?: ((line: Record<string, unknown>) => void) | null;
 }
@@ -105,6 +108,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     log,
     metrics: observe,
   };
+  if (options.consoleDir) mountConsole(app, options.consoleDir);
   if (options.staticDir) app.use('/*', serveStatic({ root: options.staticDir }));
 
   const host = options.host ?? '127.0.0.1';

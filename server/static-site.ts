@@ -1,10 +1,38 @@
 /**
- * Serves a built web app (the demo, later the web interface) from a directory, with Hono on
- * @hono/node-server. The sync server will mount its API beside it.
+ * Serves built web apps from a directory, with Hono on @hono/node-server: a site at / (the demo),
+ * and the operators' console at /console/ beside the sync server's API.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
+import { ErrorKind } from '../lib/protocol/error-kind.js';
+
+/**
+ * The console's content security policy: scripts, styles and connections (the API, its event
+ * stream) of this origin only, and no framing, so another site can neither run code in it nor
+ * overlay it to steal a click.
+ */
+const CONSOLE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/** The console's build at /console/ (its page for every path under it: the console routes by hash). */
+export function mountConsole(app: Hono, dir: string): void {
+  const index = join(dir, 'index.html');
+  app.get('/console', (c) => c.redirect('/console/', 301));
+  app.use('/console/*', async (c, next) => {
+    if (!existsSync(index)) return c.json({ kind: ErrorKind.NotFound, message: `the console is not built (no ${index}): npm run build` }, 404);
+    await next();
+    c.header('Content-Security-Policy', CONSOLE_POLICY);
+    c.header('X-Frame-Options', 'DENY');
+    c.header('Referrer-Policy', 'no-referrer');
+    c.header('X-Content-Type-Options', 'nosniff');
+    c.header('Cache-Control', c.req.path.startsWith('/console/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
+  });
+  const rewriteRequestPath = (path: string) => path.replace(/^\/console/, '');
+  app.use('/console/*', serveStatic({ root: dir, rewriteRequestPath }));
+  app.use('/console/*', serveStatic({ root: dir, rewriteRequestPath: () => '/index.html' }));
+}
 
 export function createStaticSite(root: string): Hono {
   const app = new Hono();
