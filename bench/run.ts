@@ -9,6 +9,7 @@ export interface BenchOptions {
 
 const benchmarks: Record<string, () => Promise<{ run: (options: BenchOptions) => Promise<void> }>> = {
   capture: () => import('./capture.js'),
+  console: () => import('./console.js'),
   load: () => import('./load.js'),
   server: () => import('./server.js'),
   size: () => import('./size.js'),

@@ -50,7 +50,9 @@ scope.addEventListener('activate', (event) => {
 
 scope.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
-  if (event.request.method !== 'GET' || url.origin !== scope.location.origin || url.pathname.startsWith('/v1/')) return;
+  // The API, and the operators' console the server serves beside the demo (its page would
+  // otherwise be cached as the demo's shell), are none of the demo's.
+  if (event.request.method !== 'GET' || url.origin !== scope.location.origin || /^\/(v1\/|console(\/|$)|metrics$)/.test(url.pathname)) return;
   if (event.request.mode === 'navigate') event.respondWith(page(event.request));
   else event.respondWith(asset(event.request));
 });

@@ -95,16 +95,18 @@ describe.skipIf(!haveBrowser)('the operators’ console', () => {
     await op.getByRole('button', { name: 'Sign in' }).click();
     await op.getByRole('alert').filter({ hasText: 'auth: that is not the admin key' }).waitFor();
     await accessible(op, 'sign-in');
-    await screenshot(op, 'console-1-sign-in-refused');
+    await screenshot(op, 'console-0-sign-in-refused');
     await op.getByRole('textbox', { name: 'Admin key' }).fill(ADMIN_KEY);
     await op.getByRole('button', { name: 'Sign in' }).click();
     await op.getByRole('heading', { level: 1, name: 'Projects' }).waitFor();
+    await accessible(op, 'projects');
     const cookies = await context.cookies();
     expect(cookies.find((c) => c.name === 'pocketsync_admin')).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
 
     // 2. Create a project; the console opens its integration page.
     await op.getByRole('textbox', { name: 'Project id' }).fill(project);
     await op.getByRole('textbox', { name: /Shared tables/ }).fill('shared_todos');
+    await screenshot(op, 'console-1-projects');
     await op.getByRole('button', { name: 'Create project' }).click();
     await op.getByRole('heading', { level: 1, name: 'Integration' }).waitFor();
 
@@ -213,7 +215,17 @@ describe.skipIf(!haveBrowser)('the operators’ console', () => {
     expect((await server.store.rows({ projectId: project, scope: `user:${user}`, table: 'todos', limit: 10 })).rows).toEqual([]);
     await screenshot(op, 'console-10-user-deleted');
 
-    // 12. Signed out, the console asks for the key again.
+    // 12. The console opened in a profile the demo's service worker controls is the console, and
+    // the demo's offline copy stays the demo.
+    await laptop.page.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, { timeout: 30_000 });
+    await laptop.page.goto(`${base}/console/`);
+    await laptop.page.getByRole('textbox', { name: 'Admin key' }).waitFor();
+    await laptop.context.setOffline(true);
+    await laptop.page.goto(demo);
+    await list(laptop.page).waitFor();
+    await laptop.context.setOffline(false);
+
+    // 13. Signed out, the console asks for the key again.
     await op.getByRole('button', { name: 'Sign out' }).click();
     await op.getByRole('textbox', { name: 'Admin key' }).waitFor();
     expect(errors.filter((e) => !/401|Unauthorized/.test(e))).toEqual([]);
