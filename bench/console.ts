@@ -16,7 +16,8 @@ import { gzipSync } from 'node:zlib';
 import { build } from 'vite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+import { connect, waitAll } from './sockets.js';
 import type { ClientChange } from '../lib/protocol/change.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { mintUserToken } from '../server/auth.js';
@@ -36,31 +37,6 @@ function changes(count: number, device: string): ClientChange[] {
     n++;
     return { id: `c${n}`, table: 'todos', row: `r${n}`, op: 'insert', clock: formatClock({ wall: 1_000_000 + n, counter: 0, deviceId: device }), values: { title: `todo ${n}`, done: 0 } };
   });
-}
-
-function connect(url: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url);
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-  });
-}
-
-/** Resolves once `test` has held for a frame of every socket. */
-function everyone(sockets: readonly WebSocket[], test: (frame: string) => boolean): Promise<void> {
-  return Promise.all(
-    sockets.map(
-      (socket) =>
-        new Promise<void>((resolve) => {
-          const listener = (data: WebSocket.RawData) => {
-            if (!test(data.toString())) return;
-            socket.off('message', listener);
-            resolve();
-          };
-          socket.on('message', listener);
-        }),
-    ),
-  ).then(() => undefined);
 }
 
 /** An overview page: the project's event stream, and its stats read after each busy second. */
@@ -98,7 +74,7 @@ async function liveViewCost(dir: string, size: { receivers: number; pushes: numb
     const url = `${server.url.replace('http', 'ws')}v1/projects/p/sync`;
     const hello = async (deviceId: string) => {
       const socket = await connect(url);
-      const ready = everyone([socket], (d) => d.includes('"hasMore":false'));
+      const ready = waitAll([socket], (d) => d.includes('"hasMore":false'));
       socket.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId, cursor: 0, token }));
       await ready;
       return socket;
@@ -112,8 +88,8 @@ async function liveViewCost(dir: string, size: { receivers: number; pushes: numb
       for (let i = 0; i < size.pushes; i++) {
         const push = { type: 'push', changes: changes(100, 'writer') };
         const last = push.changes.at(-1)!.row;
-        const acked = everyone([writer], (d) => d.startsWith('{"type":"ack"'));
-        const delivered = everyone(receivers, (d) => d.includes(`"row":"${last}"`));
+        const acked = waitAll([writer], (d) => d.startsWith('{"type":"ack"'));
+        const delivered = waitAll(receivers, (d) => d.includes(`"row":"${last}"`));
         writer.send(JSON.stringify(push));
         await Promise.all([acked, delivered]);
       }

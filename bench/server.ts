@@ -12,7 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import WebSocket, { WebSocketServer } from 'ws';
+import type WebSocket from 'ws';
+import { WebSocketServer } from 'ws';
+import { connect, waitAll } from './sockets.js';
 import type { ClientChange } from '../lib/protocol/change.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { mintUserToken } from '../server/auth.js';
@@ -75,31 +77,6 @@ async function ingest(dir: string, batches: number): Promise<{ store: number; pl
   await store.close();
   db.close();
   return { store: median(storeRates), plain: median(plainRates) };
-}
-
-/** Resolves once every socket has received a matching frame; rejects on an error frame (a refusal would otherwise hang the run). */
-function waitAll(sockets: WebSocket[], matches: (data: string) => boolean): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let left = sockets.length;
-    for (const socket of sockets) {
-      const onMessage = (data: WebSocket.RawData) => {
-        const text = (data as Buffer).toString('utf8');
-        if (text.startsWith('{"type":"error"')) reject(new Error(`the server refused: ${text}`));
-        if (!matches(text)) return;
-        socket.off('message', onMessage);
-        if (--left === 0) resolve();
-      };
-      socket.on('message', onMessage);
-    }
-  });
-}
-
-function connect(url: string): Promise<WebSocket> {
-  const socket = new WebSocket(url);
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-  });
 }
 
 async function fanout(dir: string, sockets: number, rounds: number): Promise<{ ms: number[]; relayMs: number[]; connected: number }> {

@@ -12,7 +12,6 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as v from 'valibot';
 import { randomHex } from '../worker/random.js';
@@ -97,9 +96,6 @@ for (const [flag, tunable] of Object.entries(TUNABLES)) {
 mkdirSync(dataDir, { recursive: true });
 const adminKey = setting('admin-key') ?? storedAdminKey(dataDir);
 const staticDir = setting('static');
-/** The console's build, beside this file in the package (dist/server/cli.js → dist/console-ui). */
-const consoleDir = fileURLToPath(new URL('../console-ui/', import.meta.url));
-const hasConsole = existsSync(join(consoleDir, 'index.html'));
 
 const server = await createServer({
   dataDir,
@@ -111,14 +107,13 @@ const server = await createServer({
   limits,
   retention,
   ...(staticDir ? { staticDir: resolve(staticDir) } : {}),
-  ...(hasConsole ? { consoleDir } : {}),
 });
 if (dev && !(await server.store.getProject(devProject))) {
   await server.store.createProject({ id: devProject, secret: randomHex(32), ...(devProject === DEMO_PROJECT ? { sharedTables: ['shared_todos'] } : {}) });
 }
 console.log(`PocketSync server: ${server.url} (data in ${dataDir}${dev ? `, dev mode: project ${devProject}` : ''})`);
 if (staticDir) console.log(`Demo: ${server.url}`);
-if (hasConsole) console.log(`Console: ${server.url}console/ (sign in with the admin key${setting('admin-key') ? ' you gave' : `, kept in ${join(dataDir, 'admin-key')}`})`);
+if (server.consoleUrl) console.log(`Console: ${server.consoleUrl} (sign in with the admin key${setting('admin-key') ? ' you gave' : `, kept in ${join(dataDir, 'admin-key')}`})`);
 console.log('Press Ctrl+C to stop.');
 
 let stopping = false;

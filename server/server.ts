@@ -10,7 +10,8 @@
  * adapter kept the library's 100 MiB default and, on Node 20, threw `ErrorEvent is not defined` on
  * a socket error.)
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
@@ -54,8 +55,11 @@ export interface ServerOptions {
   readonly retention?: Partial<Retention>;
   /** Serves this directory at / (the demo). */
   readonly staticDir?: string;
-  /** Serves the operators' console (its build: packages/pocketsync-server/dist/console-ui) at /console/. */
-  readonly consoleDir?: string;
+  /**
+   * Serves the operators' console at /console/ from this build of it; by default the one this
+   * package ships (dist/console-ui, when it is there), none with null.
+   */
+  readonly consoleDir?: string | null;
   /** One structured log line per connection and per error; console by default, silent with null. */
   readonly log?: ((line: Record<string, unknown>) => void) | null;
 }
@@ -65,6 +69,8 @@ export interface RunningServer {
   readonly port: number;
   readonly store: Store;
   readonly hub: Hub;
+  /** Where the operators' console is, or null when this server serves none. */
+  readonly consoleUrl: string | null;
   /** Runs one compaction now (it also runs every `retention.compactEveryMs`). */
   compact(): Promise<void>;
   close(): Promise<void>;
@@ -108,7 +114,8 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     log,
     metrics: observe,
   };
-  if (options.consoleDir) mountConsole(app, options.consoleDir);
+  const consoleDir = options.consoleDir === undefined ? shippedConsole() : options.consoleDir;
+  if (consoleDir !== null) mountConsole(app, consoleDir);
   if (options.staticDir) app.use('/*', serveStatic({ root: options.staticDir }));
 
   const host = options.host ?? '127.0.0.1';
@@ -203,6 +210,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     port,
     store,
     hub,
+    consoleUrl: consoleDir === null ? null : `http://${shownHost}:${port}/console/`,
     compact,
     close: async () => {
       clearInterval(compactTimer);
@@ -232,6 +240,12 @@ function safeDecode(text: string): string {
   } catch {
     return text;
   }
+}
+
+/** The console this package ships beside its server (dist/server → dist/console-ui), if it was built. */
+function shippedConsole(): string | null {
+  const dir = fileURLToPath(new URL('../console-ui/', import.meta.url));
+  return existsSync(join(dir, 'index.html')) ? dir : null;
 }
 
 function openDataDir(dir: string): SqliteStore {
