@@ -216,12 +216,16 @@ export function createApp(options: AppOptions): Hono {
   return app;
 }
 
+/** The request's body: a JSON object (every body of this API is one; a list or a bare value is refused here). */
 async function readJson(c: Context): Promise<unknown> {
+  let body: unknown;
   try {
-    return await c.req.json();
+    body = await c.req.json();
   } catch {
     throw new ServerError(ErrorKind.Invalid, 'the body is not valid JSON');
   }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ServerError(ErrorKind.Invalid, 'the body must be a JSON object');
+  return body;
 }
 
 /** Parses `input` against `schema`, or fails with kind 'invalid' naming the first problem and where. */

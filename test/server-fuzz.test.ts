@@ -21,7 +21,7 @@ import { ClientChangeSchema, type RowChange } from '../lib/protocol/change.js';
 import { CloseCode } from '../lib/protocol/close-codes.js';
 import { ChangesSchema, DownMessageSchema, type Ack, type Changes, type DownMessage } from '../lib/protocol/down.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
-import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
+import { PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../lib/protocol/protocol-version.js';
 import { HelloSchema, HttpPushSchema, LIMITS, PushSchema } from '../lib/protocol/up.js';
 import { IdentifierSchema, IdSchema, WIRE_RESERVED_NAMES } from '../lib/protocol/values.js';
 import { bearer, mintUserToken } from '../server/auth.js';
@@ -828,7 +828,7 @@ function beforeHello(f: Fixture, path: string, frame: Frame): { readonly close: 
   if (up.what === 'invalid') return { close: CloseCode.invalid, kind: ErrorKind.Invalid };
   if (up.what === 'push') return { close: CloseCode.auth, kind: ErrorKind.Auth };
   const { hello } = up;
-  if (hello.protocolVersion !== PROTOCOL_VERSION) return { close: CloseCode.version, kind: ErrorKind.Version };
+  if (!SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocolVersion)) return { close: CloseCode.version, kind: ErrorKind.Version };
   const user = hello.token === undefined ? undefined : f.users.get(hello.token);
   const owner = f.owners.get(`${project}\u0000${hello.deviceId}`);
   if (user?.project !== project || (owner !== undefined && owner !== user.user)) return { close: CloseCode.auth, kind: ErrorKind.Auth };
@@ -903,6 +903,22 @@ const ProjectSchema = v.strictObject({
   strategy: v.picklist(['column-lww', 'row-lww', 'server-wins', 'client-wins']),
   sharedTables: v.array(IdentifierSchema),
   createdAt: v.number(),
+  keys: v.array(v.strictObject({ kid: v.string(), secret: v.pipe(v.string(), v.minLength(32)) })),
+});
+
+/** GET /v1/admin/projects (the console's list; server-console.test.ts checks the admin API whole). */
+const ProjectListSchema = v.strictObject({
+  projects: v.array(v.strictObject({
+    id: IdSchema,
+    strategy: ProjectSchema.entries.strategy,
+    sharedTables: v.array(IdentifierSchema),
+    createdAt: v.number(),
+    users: v.number(),
+    devices: v.number(),
+    online: v.number(),
+    changesToday: v.number(),
+    conflictsToday: v.number(),
+  })),
 });
 
 function httpArb(f: Fixture): fc.Arbitrary<HttpCase> {
@@ -1042,6 +1058,7 @@ describe('the HTTP routes', () => {
             expect(res.status, where).toBe(200);
             const type = (body as { type?: unknown }).type;
             if (v.is(HealthSchema, body)) expect(c.method, where).toBe('GET');
+            else if (v.is(ProjectListSchema, body)) expect([c.method, c.authorization], where).toEqual(['GET', `Bearer ${ADMIN}`]);
             else if (v.is(TokenSchema, body)) expect(c.method, where).toBe('POST');
             else if (type === 'changes') {
               expect(c.method, where).toBe('GET');

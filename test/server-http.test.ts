@@ -152,6 +152,23 @@ describe('one bad change does not refuse the push', () => {
     expect(await store.currentSeq('p1')).toBe(1);
   });
 
+  it('a change whose values are a list, not an object of columns, is rejected alone; a list body is refused', async () => {
+    const token = await mintUserToken(p1, 'alice');
+    const res = await push('p1', token, {
+      deviceId: 'd1',
+      changes: [
+        { id: 'c1', table: 'todos', row: 'r1', op: 'insert', clock: '000000000000000001024-d1', values: [] },
+        { id: 'c2', table: 'todos', row: 'r2', op: 'insert', clock: '000000000000000001025-d1', values: { title: 'kept' } },
+      ],
+    });
+    const ack = (await res.json()) as Ack;
+    expect(ack.results.map((r) => r.outcome)).toEqual(['rejected', 'applied']);
+    expect(ack.results[0]!.error!.message).toMatch(/values: must be an object, not a list/);
+    expect(await store.currentSeq('p1')).toBe(1);
+    const list = await push('p1', token, []);
+    expect([list.status, ((await list.json()) as { kind: string }).kind]).toEqual([400, 'invalid']);
+  });
+
   it('a change without a readable id is rejected with id ""', async () => {
     const res = await push('p1', await mintUserToken(p1, 'alice'), { deviceId: 'd1', changes: [{ id: 7, table: 'todos' }, 'not even an object'] });
     expect(((await res.json()) as Ack).results).toMatchObject([{ id: '', outcome: 'rejected' }, { id: '', outcome: 'rejected' }]);

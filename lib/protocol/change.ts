@@ -10,7 +10,7 @@
  * row, `deleted: true`. One RowChange per row and batch: intermediate states are merged away.
  */
 import * as v from 'valibot';
-import { ClockSchema, ColumnValueSchema, IdentifierSchema, IdSchema, WIRE_RESERVED_NAMES } from './values.js';
+import { ClockSchema, ColumnValueSchema, IdentifierSchema, IdSchema, WIRE_RESERVED_NAMES, WireRecordSchema } from './values.js';
 
 export const OperationSchema = v.picklist(['insert', 'update', 'delete']);
 export type Operation = v.InferOutput<typeof OperationSchema>;
@@ -21,7 +21,7 @@ const ValuesSchema = v.pipe(
     (raw) => typeof raw !== 'object' || raw === null || !Object.keys(raw).some((key) => WIRE_RESERVED_NAMES.has(key)),
     'a column is named __proto__, constructor or prototype, which the wire cannot carry',
   ),
-  v.record(IdentifierSchema, ColumnValueSchema),
+  WireRecordSchema(IdentifierSchema, ColumnValueSchema),
   v.check((values) => Object.keys(values).length <= 500, 'at most 500 columns'),
 );
 

@@ -9,7 +9,7 @@
 import * as v from 'valibot';
 import type { LostWrite, PushResult, RowChange } from './change.js';
 import { ErrorKind } from './error-kind.js';
-import { ClockSchema, ColumnValueSchema, IdentifierSchema, IdSchema } from './values.js';
+import { ClockSchema, ColumnValueSchema, IdentifierSchema, IdSchema, WireRecordSchema } from './values.js';
 
 const SeqSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
 const CountSchema = SeqSchema;
@@ -22,8 +22,8 @@ export const RowChangeSchema = v.pipe(
     row: IdSchema,
     deleted: v.boolean(),
     deleteClock: v.exactOptional(ClockSchema),
-    values: v.exactOptional(v.record(IdentifierSchema, ColumnValueSchema)),
-    clocks: v.exactOptional(v.record(IdentifierSchema, ClockSchema)),
+    values: v.exactOptional(WireRecordSchema(IdentifierSchema, ColumnValueSchema)),
+    clocks: v.exactOptional(WireRecordSchema(IdentifierSchema, ClockSchema)),
   }),
   v.check((change) => change.deleted || change.values !== undefined, 'a row that is not deleted carries its values'),
 );

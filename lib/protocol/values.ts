@@ -62,5 +62,16 @@ export const ClockSchema = v.pipe(v.string(), v.regex(/^\d{21}-[A-Za-z0-9_-]{1,6
 export const USER_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 export const USER_ID_RULE = 'a user id is 1-128 characters of A-Z a-z 0-9 _ . @ : -';
 
+/**
+ * A record (column → value) that is an object on the wire: valibot's record() and object schemas
+ * take an array too (as an object with no keys of their kind), which a record never is.
+ */
+export function WireRecordSchema<K extends v.GenericSchema<string, string>, V extends v.GenericSchema>(key: K, value: V) {
+  return v.pipe(
+    v.custom<Record<string, unknown>>((raw) => !Array.isArray(raw), 'must be an object, not a list'),
+    v.record(key, value),
+  );
+}
+
 /** Change ids and row ids (ps_global_id): opaque, 1–64 characters of [A-Za-z0-9_-]. */
 export const IdSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ -'));

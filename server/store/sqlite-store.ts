@@ -314,7 +314,7 @@ export class SqliteStore implements Store {
            catchup_rows = catchup_rows + excluded.catchup_rows, connections = max(connections, excluded.connections)`,
       ),
       activity: db.prepare(
-        `SELECT project_id, (minute / @bucket) * @bucket AS minute, sum(pushes) AS pushes, sum(changes) AS changes, sum(applied) AS applied,
+        `SELECT project_id, (minute / CAST(@bucket AS INTEGER)) * CAST(@bucket AS INTEGER) AS minute, sum(pushes) AS pushes, sum(changes) AS changes, sum(applied) AS applied,
            sum(conflicts) AS conflicts, sum(rejected) AS rejected, sum(catchup_rows) AS catchup_rows, max(connections) AS connections
          FROM activity WHERE project_id = @projectId AND minute >= @from AND minute < @to GROUP BY 2 ORDER BY 2`,
       ),
@@ -324,6 +324,7 @@ export class SqliteStore implements Store {
       isBlocked: db.prepare('SELECT 1 FROM blocked_users WHERE project_id = ? AND user_id = ?').pluck(),
       projectKeys: db.prepare('SELECT kid, secret FROM signing_keys WHERE project_id = ? AND revoked_at IS NULL ORDER BY created_at DESC, kid DESC'),
       insertKey: db.prepare('INSERT INTO signing_keys (project_id, kid, secret, created_at) VALUES (?, ?, ?, ?)'),
+      newestKey: db.prepare('SELECT max(created_at) FROM signing_keys WHERE project_id = ?').pluck(),
       signingKeys: db.prepare('SELECT kid, created_at, last_used_at, revoked_at FROM signing_keys WHERE project_id = ? ORDER BY created_at, kid'),
       revokeKey: db.prepare('UPDATE signing_keys SET revoked_at = ? WHERE project_id = ? AND kid = ? AND revoked_at IS NULL'),
       keyUsed: db.prepare('UPDATE signing_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE project_id = ? AND kid = ?'),
@@ -737,7 +738,9 @@ export class SqliteStore implements Store {
 
   createSigningKey(projectId: string, kid: string, secret: string): Promise<SigningKey> {
     return settle(() => {
-      const createdAt = Date.now();
+      // After every key the project has, even one made this same millisecond: Project.keys is newest first.
+      const newest = this.#statements.newestKey.get(projectId) as number | null;
+      const createdAt = Math.max(Date.now(), (newest ?? 0) + 1);
       this.#statements.insertKey.run(projectId, kid, secret, createdAt);
       return { kid, createdAt, lastUsedAt: null, revokedAt: null };
     });
@@ -794,6 +797,8 @@ export class SqliteStore implements Store {
           .run(projectId, projectId, userId).changes;
         const changes = db.prepare('DELETE FROM change_log WHERE project_id = ? AND user_id = ?').run(projectId, userId).changes;
         const devices = db.prepare('DELETE FROM devices WHERE project_id = ? AND user_id = ?').run(projectId, userId).changes;
+        // The bindings go with the devices' records, in memory as on disk.
+        for (const [key, owner] of this.#owners) if (owner === userId && key.startsWith(`${projectId}\u0000`)) this.#owners.delete(key);
         // The deletion is a commit of its own: devices whose cursor lies below it re-sync the scope.
         const seq = ((this.#statements.lastSeq.get(projectId) as number | undefined) ?? 0) + 1;
         this.#statements.setLastSeq.run(seq, projectId);

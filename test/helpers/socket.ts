@@ -20,8 +20,9 @@ export class TestSocket {
     });
   }
 
-  static open(baseUrl: string, project: string): Promise<TestSocket> {
-    const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}v1/projects/${project}/sync`);
+  /** `headers`: sent with the upgrade request (a User-Agent, say). */
+  static open(baseUrl: string, project: string, headers?: Record<string, string>): Promise<TestSocket> {
+    const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}v1/projects/${project}/sync`, headers ? { headers } : undefined);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new TestSocket(ws)));
       ws.once('error', reject);
