@@ -29,7 +29,7 @@ const MINUTE = 60_000;
 type Counts = { pushes: number; changes: number; applied: number; conflicts: number; rejected: number; catchUpRows: number };
 const zero = (): Counts => ({ pushes: 0, changes: 0, applied: 0, conflicts: 0, rejected: 0, catchUpRows: 0 });
 
-export type SecondListener = (projectId: string, second: Second) => void;
+export type SecondListener = (second: Second) => void;
 
 export class Activity {
   readonly #store: Store;
@@ -41,7 +41,8 @@ export class Activity {
   readonly #unsaved = new Map<string, ActivitySample>();
   /** Counts being written by the save in progress: still counted by unsaved() until they are. */
   #inFlight: readonly ActivitySample[] = [];
-  readonly #listeners = new Set<SecondListener>();
+  /** The live streams of each project: a watched project gets a second every second, idle or not. */
+  readonly #listeners = new Map<string, Set<SecondListener>>();
   readonly #tick: ReturnType<typeof setInterval>;
   readonly #flush: ReturnType<typeof setInterval>;
   #saving: Promise<void> = Promise.resolve();
@@ -94,16 +95,22 @@ export class Activity {
     return totals;
   }
 
-  listen(listener: SecondListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+  /** Calls `listener` with each second of the project as it closes; returns the way to stop. */
+  listen(projectId: string, listener: SecondListener): () => void {
+    let listeners = this.#listeners.get(projectId);
+    if (!listeners) this.#listeners.set(projectId, (listeners = new Set()));
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.#listeners.get(projectId) === listeners) this.#listeners.delete(projectId);
+    };
   }
 
   /** Closes the current second of every project (called each second; tests call it directly). */
   tick(now = Date.now()): void {
     const at = Math.floor(now / 1000) * 1000 - 1000;
     const connections = this.#connections();
-    const projects = new Set([...this.#current.keys(), ...connections.keys(), ...this.#connected]);
+    const projects = new Set([...this.#current.keys(), ...connections.keys(), ...this.#connected, ...this.#listeners.keys()]);
     this.#connected = new Set(connections.keys());
     for (const projectId of projects) {
       const counts = this.#current.get(projectId) ?? zero();
@@ -117,7 +124,7 @@ export class Activity {
       seconds.push(second);
       if (seconds.length > SECONDS_KEPT) seconds.splice(0, seconds.length - SECONDS_KEPT);
       this.#add(projectId, Math.floor(at / MINUTE) * MINUTE, counts, second.connections);
-      for (const listener of this.#listeners) listener(projectId, second);
+      for (const listener of this.#listeners.get(projectId) ?? []) listener(second);
     }
   }
 

@@ -154,8 +154,9 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     return streamSSE(c, async (stream) => {
       const queue: Second[] = [];
       let wake: (() => void) | null = null;
-      const stop = activity.listen((projectId, second) => {
-        if (projectId !== project.id) return;
+      const stop = activity.listen(project.id, (second) => {
+        // A reader that has stopped reading holds at most the chart's five minutes.
+        if (queue.length >= 300) queue.shift();
         queue.push(second);
         wake?.();
       });

@@ -228,3 +228,51 @@ describe('the operators’ actions close sockets', () => {
     expect(later.received.filter(isType('changes')).some((p) => p.resync)).toBe(false);
   });
 });
+
+describe('the live stream (GET /v1/admin/projects/:p/live)', () => {
+  /** Reads server-sent `second` events from an open stream, one at a time. */
+  async function stream(): Promise<{ next(): Promise<{ at: number; changes: number; pushes: number; connections: number }>; close(): void }> {
+    const controller = new AbortController();
+    const res = await fetch(new URL('/v1/admin/projects/p/live', server.url), { headers: { Authorization: 'Bearer admin' }, signal: controller.signal });
+    expect([res.status, res.headers.get('content-type')]).toEqual([200, 'text/event-stream']);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    return {
+      async next() {
+        for (;;) {
+          const end = buffer.indexOf('\n\n');
+          if (end >= 0) {
+            const event = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            expect(event).toMatch(/^event: second\ndata: /);
+            return JSON.parse(event.slice(event.indexOf('data: ') + 6)) as { at: number; changes: number; pushes: number; connections: number };
+          }
+          const { value, done } = await reader.read();
+          if (done) throw new Error('the stream ended');
+          buffer += decoder.decode(value, { stream: true });
+        }
+      },
+      close: () => controller.abort(),
+    };
+  }
+
+  it('sends a second every second, an idle project included, and the pushes of each', async () => {
+    const live = await stream();
+    // Nobody is connected: the seconds come all the same, one after another.
+    const first = await live.next();
+    const second = await live.next();
+    expect(second.at - first.at).toBe(1000);
+    expect([first.connections, first.changes]).toEqual([0, 0]);
+    const writer = await device('alice', 'w');
+    await push(writer, [change('r1', { title: 'milk' }), change('r2', { title: 'bread' })]);
+    let seen = await live.next();
+    while (seen.changes === 0) seen = await live.next();
+    expect(seen).toMatchObject({ changes: 2, pushes: 1, connections: 1 });
+    live.close();
+    // A closed stream leaves the server serving: another one opens and reads.
+    const again = await stream();
+    expect((await again.next()).connections).toBe(1);
+    again.close();
+  });
+});
