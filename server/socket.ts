@@ -20,7 +20,7 @@ import * as v from 'valibot';
 import { HelloSchema, LIMITS, StatusSchema, type Hello, type Status } from '../lib/protocol/up.js';
 import { authenticate, type User } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, claimDevice, PushEnvelopeSchema, type PushObserver } from './push.js';
+import { acceptPush, claimDevice, findProject, PushEnvelopeSchema, type PushObserver } from './push.js';
 import type { Hub, Subscriber } from './hub.js';
 import type { RateLimiter, ServerLimits } from './limits.js';
 import type { Resolver } from './merge.js';
@@ -69,7 +69,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class SyncSocket {
   readonly #deps: SocketDeps;
-  readonly #project: Project;
+  /** The project as it stood at the upgrade, then as it stands at the hello. */
+  #project: Project;
   readonly #ws: Peer;
   #user: User | null = null;
   #subscriber: Subscriber | null = null;
@@ -167,8 +168,11 @@ export class SyncSocket {
     if (!SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocolVersion)) {
       throw new ServerError(ErrorKind.Version, `this server speaks protocol versions ${SUPPORTED_PROTOCOL_VERSIONS.join(' and ')} (${PROTOCOL_VERSION} is current), not ${hello.protocolVersion}`);
     }
-    const { limits } = this.#deps;
-    const user = await authenticate(this.#deps.store, hello.token, this.#project, limits.maxTokenLifetimeSeconds);
+    const { limits, store } = this.#deps;
+    // The project as it stands now, not as it stood at the upgrade (a socket may wait before its
+    // hello): a key revoked since, or the project deleted (or made again with other keys), is seen.
+    this.#project = await this.#current();
+    const user = await authenticate(store, hello.token, this.#project, limits.maxTokenLifetimeSeconds);
     const wait = await this.#deps.hellos.take(`${this.#project.id}\u0000${user.userId}`);
     if (wait > 0) throw new ServerError(ErrorKind.RateLimited, `over ${limits.hellosPerMinute} hellos per minute for this user: retry in ${wait} ms`);
     if (this.#deps.hub.connectionsOf(this.#project.id, user.userId) >= limits.maxConnectionsPerUser) {
@@ -203,6 +207,11 @@ export class SyncSocket {
     this.#subscriber = subscriber;
     // Subscribe before reading, so nothing committed during the catch-up is missed.
     this.#deps.hub.add(subscriber);
+    // An operator who revoked the key or blocked the user after the check above closed the
+    // subscribers of that moment, which this was not yet: checked again, now that it is one.
+    const now = await this.#current(this.#project);
+    if (!now.keys.some((key) => key.kid === user.kid)) throw new ServerError(ErrorKind.Auth, `the token's signing key ${user.kid} was revoked`);
+    if (await store.isBlocked(now.id, user.userId)) throw new ServerError(ErrorKind.Auth, `user ${user.userId} is blocked in this project`);
     this.#deps.log({ event: 'connect', project: this.#project.id, user: user.userId, device: hello.deviceId, cursor: hello.cursor });
     let cursor = hello.cursor;
     // `fresh` lets the first page leave deletes out; later pages have a cursor above 0.
@@ -261,6 +270,13 @@ export class SyncSocket {
     this.#live = true;
   }
 
+  /** The socket's project as the store has it now (and, given `same`, still that one); kind not-found once it is deleted. */
+  async #current(same?: Project): Promise<Project> {
+    const project = await findProject(this.#deps.store, this.#project.id);
+    if (!project || (same !== undefined && project.createdAt !== same.createdAt)) throw new ServerError(ErrorKind.NotFound, `no such project: ${this.#project.id}`);
+    return project;
+  }
+
   /** Closes the socket when the token expires; the device says hello again with a fresh one. */
   #expireAt(expiresAt: number): void {
     const left = expiresAt - Date.now();
@@ -308,6 +324,7 @@ export class SyncSocket {
         kind === ErrorKind.Auth ? CloseCode.auth
         : kind === ErrorKind.Version ? CloseCode.version
         : kind === ErrorKind.RateLimited ? CloseCode.rateLimited
+        : kind === ErrorKind.NotFound ? CloseCode.notFound
         : kind === ErrorKind.Internal ? INTERNAL_ERROR
         : CloseCode.invalid;
       this.#refuse(kind, message, code);

@@ -188,6 +188,36 @@ describe('the operators’ actions close sockets', () => {
     expect(await again.closed()).toBe(4001);
   });
 
+  it('a socket opened before a key was revoked, saying hello after, is refused (the project is read at the hello)', async () => {
+    const token = await mintUserToken(project, 'mallory');
+    const early = await TestSocket.open(server.url, 'p');
+    sockets.push(early);
+    await admin('/v1/admin/projects/p/keys', { method: 'POST' }, 201);
+    await admin('/v1/admin/projects/p/keys/default', { method: 'DELETE' });
+    early.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'm-early', cursor: 0, token });
+    expect(await early.closed()).toBe(4001);
+    expect(early.received.find(isType('error'))).toMatchObject({ kind: 'auth', message: expect.stringContaining('revoked or unknown') });
+    expect(server.hub.subscribers('p')).toEqual([]);
+  });
+
+  it('a socket opened before its project was deleted and made again is not let into the new one', async () => {
+    const token = await mintUserToken(project, 'alice');
+    const early = await TestSocket.open(server.url, 'p');
+    sockets.push(early);
+    await server.store.deleteProject('p');
+    await server.store.createProject({ id: 'p', secret: 'another-secret-another-secret-0000' });
+    early.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'a-early', cursor: 0, token });
+    expect(await early.closed()).toBe(4001);
+    expect(early.received.find(isType('changes'))).toBeUndefined();
+    // Not re-created: the hello is told the project is gone.
+    const orphan = await TestSocket.open(server.url, 'p');
+    sockets.push(orphan);
+    await server.store.deleteProject('p');
+    orphan.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'a-orphan', cursor: 0, token });
+    expect(await orphan.closed()).toBe(4004);
+    expect(await server.store.listDevices('p')).toEqual([]);
+  });
+
   it('disconnecting a device closes its socket, and only its', async () => {
     const target = await device('alice', 'target');
     const other = await device('alice', 'other');
