@@ -21,7 +21,7 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { randomHex } from '../worker/random.js';
 import { bearer, sameSecret } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { RateLimiter } from './limits.js';
+import { FailureLimit } from './limits.js';
 
 export const SESSION_COOKIE = 'pocketsync_admin';
 export const SESSION_MS = 12 * 3600 * 1000;
@@ -34,6 +34,8 @@ const SignInSchema = v.strictObject({ key: v.pipe(v.string(), v.maxLength(1000, 
 export class AdminSessions {
   readonly #sessions = new Map<string, number>();
   readonly #ttlMs: number;
+  /** Wrong admin keys per client address, at sign-in and in an Authorization header alike. */
+  readonly failures = new FailureLimit(SIGN_IN_FAILURES_PER_MINUTE, 60_000);
 
   constructor(ttlMs = SESSION_MS) {
     this.#ttlMs = ttlMs;
@@ -78,33 +80,29 @@ export function adminAccess(adminKey: string, sessions: AdminSessions): Middlewa
   return async (c, next) => {
     const authorization = c.req.header('Authorization');
     if (authorization !== undefined) {
-      if (!sameSecret(bearer(authorization), adminKey)) throw new ServerError(ErrorKind.Auth, 'the admin key is missing or wrong');
+      checkKey(c, sessions, bearer(authorization), adminKey, 'the admin key is missing or wrong');
       return next();
     }
     if (sessions.expiresAt(getCookie(c, SESSION_COOKIE)) === null) {
       throw new ServerError(ErrorKind.Auth, 'sign in first: no admin key, and no session (or it has expired)');
     }
-    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') checkOrigin(c);
+    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
+      checkOrigin(c);
+      // A page of another site can send text/plain or a form without asking first, never JSON.
+      const hasBody = c.req.header('Content-Length') !== undefined ? c.req.header('Content-Length') !== '0' : c.req.header('Transfer-Encoding') !== undefined;
+      if (hasBody && !/^application\/json\b/i.test(c.req.header('Content-Type') ?? '')) {
+        throw new ServerError(ErrorKind.Invalid, 'a body must be sent as Content-Type: application/json');
+      }
+    }
     return next();
   };
 }
 
 export function mountSessions(app: Hono, adminKey: string, sessions: AdminSessions, readJson: (c: Context) => Promise<unknown>): void {
-  const failures = new RateLimiter(SIGN_IN_FAILURES_PER_MINUTE, 60);
-
   app.post('/v1/console/session', async (c) => {
     checkOrigin(c);
-    const address = clientAddress(c);
-    const wait = await failures.waiting(address);
-    if (wait > 0) {
-      c.header('Retry-After', String(Math.ceil(wait / 1000)));
-      throw new ServerError(ErrorKind.RateLimited, `too many failed sign-ins from this address: retry in ${Math.ceil(wait / 1000)} s`);
-    }
     const { key } = parse(SignInSchema, await readJson(c));
-    if (!sameSecret(key, adminKey)) {
-      await failures.take(address);
-      throw new ServerError(ErrorKind.Auth, 'that is not the admin key');
-    }
+    checkKey(c, sessions, key, adminKey, 'that is not the admin key');
     const session = sessions.create();
     setCookie(c, SESSION_COOKIE, session.token, {
       httpOnly: true,
@@ -131,21 +129,42 @@ export function mountSessions(app: Hono, adminKey: string, sessions: AdminSessio
 }
 
 /**
- * A request from a page must come from this server's own origin: the Origin's host is the Host the
- * request was sent to (X-Forwarded-Host behind a proxy). Browsers send Origin with every request
- * that changes something; one without it is no page's.
+ * The admin key, checked against the address's failures first: from the check to the count of a
+ * failure nothing else runs, so however many guesses arrive at once, at most
+ * SIGN_IN_FAILURES_PER_MINUTE of them are tried.
+ */
+function checkKey(c: Context, sessions: AdminSessions, given: string | undefined, adminKey: string, wrong: string): void {
+  const address = clientAddress(c);
+  const wait = sessions.failures.blocked(address);
+  if (wait > 0) {
+    c.header('Retry-After', String(Math.ceil(wait / 1000)));
+    throw new ServerError(ErrorKind.RateLimited, `too many wrong admin keys from this address: retry in ${Math.ceil(wait / 1000)} s`);
+  }
+  if (!sameSecret(given, adminKey)) {
+    sessions.failures.failed(address);
+    throw new ServerError(ErrorKind.Auth, wrong);
+  }
+}
+
+/**
+ * A request from a page must come from this server's own origin: the Origin's scheme and host are
+ * the ones the request was sent to (X-Forwarded-Proto and X-Forwarded-Host behind a proxy).
+ * Browsers send Origin with every request that changes something; one without it is no page's.
  */
 function checkOrigin(c: Context): void {
   const origin = c.req.header('Origin');
   const host = c.req.header('X-Forwarded-Host') ?? c.req.header('Host') ?? new URL(c.req.url).host;
-  let originHost: string | null = null;
-  try {
-    originHost = origin === undefined ? null : new URL(origin).host;
-  } catch {
-    originHost = null;
-  }
-  if (originHost === null || originHost !== host) {
-    throw new ServerError(ErrorKind.Auth, `this request must come from a page of this server (Origin ${origin ?? 'missing'}, not ${host})`);
+  const own = `${isHttps(c) ? 'https' : 'http'}://${host}`;
+  const originOf = (text: string | undefined): string | null => {
+    try {
+      return text === undefined ? null : new URL(text).origin;
+    } catch {
+      return null;
+    }
+  };
+  const given = originOf(origin);
+  if (given === null || given !== originOf(own)) {
+    throw new ServerError(ErrorKind.Auth, `this request must come from a page of this server (Origin ${origin ?? 'missing'}, not ${own})`);
   }
 }
 

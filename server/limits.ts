@@ -72,6 +72,36 @@ export function parseDuration(text: string): number {
 }
 
 /**
+ * Failures per key in a fixed window, counted and checked synchronously: a guess is refused or
+ * counted before any other request runs, so guesses sent all at once cannot all be tried before
+ * the first is counted (RateLimiter's checks are asynchronous, which leaves that gap open).
+ */
+export class FailureLimit {
+  readonly #max: number;
+  readonly #windowMs: number;
+  readonly #failures = new Map<string, { count: number; resetAt: number }>();
+
+  constructor(max: number, windowMs: number) {
+    this.#max = max;
+    this.#windowMs = windowMs;
+  }
+
+  /** 0 while the key may try; otherwise the milliseconds until it may again. */
+  blocked(key: string, now = Date.now()): number {
+    const entry = this.#failures.get(key);
+    if (!entry || entry.resetAt <= now) return 0;
+    return entry.count >= this.#max ? entry.resetAt - now : 0;
+  }
+
+  failed(key: string, now = Date.now()): void {
+    if (this.#failures.size > 100_000) for (const [k, e] of this.#failures) if (e.resetAt <= now) this.#failures.delete(k);
+    const entry = this.#failures.get(key);
+    if (!entry || entry.resetAt <= now) this.#failures.set(key, { count: 1, resetAt: now + this.#windowMs });
+    else entry.count++;
+  }
+}
+
+/**
  * A per-key rate: `points` per `seconds` (rate-limiter-flexible's in-memory limiter, which forgets a
  * key once its window has passed). take() spends one, or says how long until one is back.
  */
@@ -80,12 +110,6 @@ export class RateLimiter {
 
   constructor(points: number, seconds: number) {
     this.#limiter = new RateLimiterMemory({ points, duration: seconds });
-  }
-
-  /** 0 when one may be taken now; otherwise the milliseconds until one may (nothing is spent). */
-  async waiting(key: string): Promise<number> {
-    const state = await this.#limiter.get(key);
-    return state !== null && state.remainingPoints <= 0 ? Math.max(1, state.msBeforeNext) : 0;
   }
 
   /** 0 when allowed; otherwise the milliseconds until the next one is (nothing was spent). */

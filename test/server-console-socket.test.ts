@@ -134,6 +134,18 @@ describe('protocol versions and device status', () => {
     expect(await deviceShows('alice', 'd3', { pending: 5 })).toMatchObject({ appVersion: null });
   });
 
+  it('refuses a count over a billion (so that sums over many devices stay exact), keeping the socket', async () => {
+    const socket = await device('alice', 'big');
+    const from = socket.received.length;
+    socket.send({ type: 'status', pending: Number.MAX_SAFE_INTEGER });
+    expect((await socket.next(isType('error'), from)).message).toMatch(/at most 1,000,000,000/);
+    expect(socket.closeCode).toBeNull();
+    const refused = await TestSocket.open(server.url, 'p');
+    sockets.push(refused);
+    refused.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId: 'huge', cursor: 0, token: await mintUserToken(project, 'alice'), status: { pending: 2 ** 53 - 1 } });
+    expect(await refused.closed()).toBe(4003);
+  });
+
   it('refuses a status frame before the hello', async () => {
     const socket = await TestSocket.open(server.url, 'p');
     sockets.push(socket);

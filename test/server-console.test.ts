@@ -49,15 +49,18 @@ interface Call {
   readonly origin?: string;
   readonly bearer?: string;
   readonly headers?: Record<string, string>;
+  readonly address?: string;
 }
 
-function call(path: string, { method = 'GET', body, cookie, origin, bearer, headers = {} }: Call = {}): Promise<Response> {
+function call(path: string, { method = 'GET', body, cookie, origin, bearer, headers = {}, address }: Call = {}): Promise<Response> {
   const all: Record<string, string> = { ...headers };
   if (body !== undefined) all['Content-Type'] = 'application/json';
   if (cookie !== undefined) all.Cookie = `${SESSION_COOKIE}=${cookie}`;
   if (origin !== undefined) all.Origin = origin;
   if (bearer !== undefined) all.Authorization = `Bearer ${bearer}`;
-  return Promise.resolve(app.request(path, { method, headers: all, ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}) }));
+  // The client's address, as @hono/node-server gives it to the app.
+  const env = address === undefined ? undefined : { incoming: { socket: { remoteAddress: address } } };
+  return Promise.resolve(app.request(path, { method, headers: all, ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}) }, env));
 }
 const admin = (path: string, init: Call = {}) => call(path, { ...init, bearer: ADMIN });
 const errorOf = async (res: Response) => ({ status: res.status, kind: ((await res.json()) as { kind?: string }).kind });
@@ -68,8 +71,8 @@ const jsonOf = async <T = Record<string, unknown>>(res: Response, status = 200):
 };
 
 /** Signs in with the admin key: the session cookie's value. */
-async function signIn(headers: Record<string, string> = {}): Promise<{ cookie: string; setCookie: string; res: Response }> {
-  const res = await call('/v1/console/session', { method: 'POST', body: { key: ADMIN }, origin: ORIGIN, headers });
+async function signIn(headers: Record<string, string> = {}, origin = ORIGIN): Promise<{ cookie: string; setCookie: string; res: Response }> {
+  const res = await call('/v1/console/session', { method: 'POST', body: { key: ADMIN }, origin, headers });
   expect(res.status).toBe(200);
   const setCookie = res.headers.get('Set-Cookie') ?? '';
   const match = new RegExp(`${SESSION_COOKIE}=([^;]*)`).exec(setCookie);
@@ -124,8 +127,9 @@ const ROUTES: ReadonlyArray<readonly [string, string, unknown?]> = [
 describe('every admin route refuses a request without a live credential', () => {
   const refusedEverywhere = async (credential: Omit<Call, 'method' | 'body'>) => {
     const before = await snapshot();
-    for (const [method, path, body] of ROUTES) {
-      const res = await call(path, { method, body, origin: ORIGIN, ...credential });
+    for (const [i, [method, path, body]] of ROUTES.entries()) {
+      // Each from an address of its own: wrong keys count against their address (tested below).
+      const res = await call(path, { method, body, origin: ORIGIN, ...credential, address: `10.0.0.${i}` });
       expect({ method, path, ...(await errorOf(res)) }).toEqual({ method, path, status: 401, kind: 'auth' });
     }
     expect(await snapshot()).toEqual(before);
@@ -136,6 +140,25 @@ describe('every admin route refuses a request without a live credential', () => 
   it('a wrong admin key, even with a live session', async () => {
     const { cookie } = await signIn();
     await refusedEverywhere({ bearer: 'not-the-key', cookie });
+  });
+
+  it('wrong admin keys count against the address, in the header as at sign-in: the sixth in a minute is not tried', async () => {
+    const from = { address: '10.1.1.1' };
+    for (let i = 0; i < 5; i++) expect(await errorOf(await call('/v1/admin/projects', { bearer: `guess-${i}`, ...from }))).toEqual({ status: 401, kind: 'auth' });
+    // Not even the right key, now: the guess is refused before it is compared.
+    expect(await errorOf(await call('/v1/admin/projects', { bearer: ADMIN, ...from }))).toEqual({ status: 429, kind: 'rate-limited' });
+    expect(await errorOf(await call('/v1/console/session', { method: 'POST', body: { key: ADMIN }, origin: ORIGIN, ...from }))).toEqual({ status: 429, kind: 'rate-limited' });
+    // Another address is not held up.
+    expect((await call('/v1/admin/projects', { bearer: ADMIN, address: '10.1.1.2' })).status).toBe(200);
+  });
+
+  it('guesses sent all at once are counted before any is tried past the limit', async () => {
+    const guesses = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => call('/v1/console/session', { method: 'POST', body: { key: i === 49 ? ADMIN : `guess-${i}` }, origin: ORIGIN, address: '10.2.2.2' })),
+    );
+    const statuses = guesses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(45);
   });
 
   it('an expired session', async () => {
@@ -170,7 +193,7 @@ describe('signing in', () => {
     expect(setCookie).not.toContain('Secure');
     const { expiresAt } = await jsonOf<{ expiresAt: number }>(res);
     expect(expiresAt).toBeGreaterThan(Date.now() + 11 * 3600 * 1000);
-    expect((await signIn({ 'X-Forwarded-Proto': 'https' })).setCookie).toContain('Secure');
+    expect((await signIn({ 'X-Forwarded-Proto': 'https' }, 'https://localhost')).setCookie).toContain('Secure');
 
     expect(await jsonOf(await call('/v1/console/session', { cookie }))).toEqual({ expiresAt });
     expect(await errorOf(await call('/v1/console/session'))).toEqual({ status: 401, kind: 'auth' });
@@ -216,6 +239,19 @@ describe('signing in', () => {
 describe('a session’s requests that change something come from the server’s own pages', () => {
   const kids = async () => (await store.signingKeys('p1')).map((k) => k.kid);
 
+  it('with a session, a body is JSON or nothing: what a page of another site may send unasked (text/plain, a form) is refused', async () => {
+    const { cookie } = await signIn();
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      const res = app.request('/v1/admin/projects/p1/users/alice/block', {
+        method: 'POST',
+        headers: { Cookie: `${SESSION_COOKIE}=${cookie}`, Origin: ORIGIN, 'Content-Type': type, 'Content-Length': '17' },
+        body: '{"blocked":true}',
+      });
+      expect({ type, ...(await errorOf(await res)) }).toEqual({ type, status: 400, kind: 'invalid' });
+    }
+    expect(await store.isBlocked('p1', 'alice')).toBe(false);
+  });
+
   it('refuses a mutation with no Origin, a foreign one, or another port, and stores nothing', async () => {
     const { cookie } = await signIn();
     for (const origin of [undefined, 'http://evil.example', 'http://localhost:8080', 'https://localhost.evil.example', 'null']) {
@@ -234,8 +270,11 @@ describe('a session’s requests that change something come from the server’s 
 
   it('the Origin is judged against the Host the request was sent to', async () => {
     const { cookie } = await signIn();
-    const headers = { Host: 'console.example:8443' };
+    const headers = { Host: 'console.example:8443', 'X-Forwarded-Proto': 'https' };
     expect((await call('/v1/admin/projects/p1/keys', { method: 'POST', cookie, origin: 'https://console.example:8443', headers })).status).toBe(201);
+    // The scheme counts: a page of the plain-http origin of the same host is another origin.
+    expect(await errorOf(await call('/v1/admin/projects/p1/keys', { method: 'POST', cookie, origin: 'http://console.example:8443', headers }))).toEqual({ status: 401, kind: 'auth' });
+    expect(await errorOf(await call('/v1/admin/projects/p1/keys', { method: 'POST', cookie, origin: 'https://localhost' }))).toEqual({ status: 401, kind: 'auth' });
     expect(await errorOf(await call('/v1/admin/projects/p1/keys', { method: 'POST', cookie, origin: ORIGIN, headers }))).toEqual({ status: 401, kind: 'auth' });
     expect(await errorOf(await call('/v1/admin/projects/p1/keys', { method: 'POST', cookie, origin: 'https://console.example', headers }))).toEqual({ status: 401, kind: 'auth' });
     expect(await kids()).toHaveLength(2);

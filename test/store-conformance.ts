@@ -653,6 +653,14 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         expect(await store.currentSeq('p1')).toBe(seq + 3);
       });
 
+      it('sums reported counts past 2^63 without failing (the stats of a project stay readable)', async () => {
+        await fresh();
+        for (const device of ['d1', 'd2', 'd3']) await store.touchDevice({ projectId: 'p1', userId: 'alice', deviceId: device, status: { pending: 2 ** 62 } });
+        const stats = await store.stats('p1', 0);
+        expect(stats.devices).toBe(3);
+        expect(stats.pending).toBeGreaterThan(2 ** 62);
+      });
+
       it('counts a project: users, active users, devices, online, reported counts summed, seq, and the day’s activity', async () => {
         await fresh();
         await touch('alice', 'a1', { online: true, status: { pending: 2, quarantined: 1 } });

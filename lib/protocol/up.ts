@@ -22,7 +22,8 @@ export const LIMITS = {
 /** A seq the device has applied: a whole number a JSON number holds exactly. */
 const CursorSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
 
-const CountSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
+/** A count a device reports: at most a billion, so that sums over many devices stay exact. */
+const CountSchema = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000_000, 'a count is at most 1,000,000,000'));
 const VersionTextSchema = v.pipe(v.string(), v.maxLength(64, 'a version is at most 64 characters'));
 
 /** What a device says of itself (protocol version 2): shown to operators, never trusted for sync. */

@@ -300,7 +300,9 @@ export class SqliteStore implements Store {
       ),
       deviceStats: db.prepare(
         `SELECT count(*) AS devices, coalesce(sum(online), 0) AS online, count(DISTINCT user_id) AS users,
-           count(DISTINCT CASE WHEN last_seen >= ? THEN user_id END) AS active, coalesce(sum(pending), 0) AS pending, coalesce(sum(quarantined), 0) AS quarantined
+           count(DISTINCT CASE WHEN last_seen >= ? THEN user_id END) AS active,
+           -- total(), not sum(): a sum past 2^63 raises an error instead of answering.
+           CAST(total(pending) AS INTEGER) AS pending, CAST(total(quarantined) AS INTEGER) AS quarantined
          FROM devices WHERE project_id = ?`,
       ),
       activityTotals: db.prepare(
