@@ -29,7 +29,8 @@ const MINUTE = 60_000;
 type Counts = { pushes: number; changes: number; applied: number; conflicts: number; rejected: number; catchUpRows: number };
 const zero = (): Counts => ({ pushes: 0, changes: 0, applied: 0, conflicts: 0, rejected: 0, catchUpRows: 0 });
 
-export type SecondListener = (second: Second) => void;
+/** Each second as it closes; null once the project is gone (the stream ends). */
+export type SecondListener = (second: Second | null) => void;
 
 export class Activity {
   readonly #store: Store;
@@ -145,6 +146,16 @@ export class Activity {
       }
     });
     return this.#saving;
+  }
+
+  /** Forgets a deleted project: its counts, and its streams, which end. */
+  forget(projectId: string): void {
+    for (const listener of this.#listeners.get(projectId) ?? []) listener(null);
+    this.#listeners.delete(projectId);
+    this.#current.delete(projectId);
+    this.#seconds.delete(projectId);
+    this.#connected.delete(projectId);
+    for (const [key, sample] of this.#unsaved) if (sample.projectId === projectId) this.#unsaved.delete(key);
   }
 
   /** Counts the current second and saves everything. */

@@ -98,6 +98,11 @@ export function adminAccess(adminKey: string, sessions: AdminSessions): Middlewa
   };
 }
 
+/** Whether a request that got past adminAccess is still allowed: its key, or its session still live (a stream checks as it goes). */
+export function stillAdmin(c: Context, sessions: AdminSessions): boolean {
+  return c.req.header('Authorization') !== undefined || sessions.expiresAt(getCookie(c, SESSION_COOKIE)) !== null;
+}
+
 export function mountSessions(app: Hono, adminKey: string, sessions: AdminSessions, readJson: (c: Context) => Promise<unknown>): void {
   app.post('/v1/console/session', async (c) => {
     checkOrigin(c);

@@ -23,12 +23,12 @@ import type { Changes } from '../lib/protocol/down.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { LIMITS } from '../lib/protocol/up.js';
-import { IdSchema, IdentifierSchema } from '../lib/protocol/values.js';
+import { IdSchema } from '../lib/protocol/values.js';
 import { mountBackend } from './backend.js';
 import type { Metrics } from './metrics.js';
 import { corsMiddleware, type CorsOptions } from './cors.js';
 import { authenticate, bearer, mintUserToken, type User } from './auth.js';
-import { AdminSessions, adminAccess, mountSessions } from './admin-session.js';
+import { AdminSessions, adminAccess, mountSessions, stillAdmin } from './admin-session.js';
 import type { Activity } from './activity.js';
 import { mountConsoleApi } from './console-api.js';
 import type { Hub } from './hub.js';
@@ -36,7 +36,7 @@ import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js
 import { parse, ServerError } from './errors.js';
 import { acceptPush, claimDevice, findProject, HttpPushEnvelopeSchema, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
 import { randomHex } from '../worker/random.js';
-import { StrategySchema, type Resolver } from './merge.js';
+import { SharedTablesSchema, StrategySchema, type Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 
 export interface AppOptions {
@@ -72,7 +72,7 @@ const NewProjectSchema = v.strictObject({
   id: IdSchema,
   secret: v.optional(v.pipe(v.string(), v.minLength(32, 'a secret has at least 32 characters'))),
   strategy: v.optional(StrategySchema),
-  sharedTables: v.optional(v.array(IdentifierSchema)),
+  sharedTables: v.optional(SharedTablesSchema),
 });
 
 const BACKEND_PATH = /^\/v1\/projects\/[^/]+\/backend\//;
@@ -187,7 +187,14 @@ export function createApp(options: AppOptions): Hono {
   });
 
   mountBackend(app, { store, resolver: options.resolver, onCommit: options.onCommit, metrics: observe, readJson });
-  mountConsoleApi(app, { store, hub: options.hub, activity: options.activity, maxTokenLifetimeSeconds: limits.maxTokenLifetimeSeconds, readJson });
+  mountConsoleApi(app, {
+    store,
+    hub: options.hub,
+    activity: options.activity,
+    maxTokenLifetimeSeconds: limits.maxTokenLifetimeSeconds,
+    stillAllowed: (c) => stillAdmin(c, sessions),
+    readJson,
+  });
 
   // Prometheus scrapes with the admin key (`authorization: { credentials: <key> }` in its config).
   app.get('/metrics', async (c) => {

@@ -34,7 +34,7 @@ import type { Activity, Second } from './activity.js';
 import { mintUserToken } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import type { Hub } from './hub.js';
-import { StrategySchema } from './merge.js';
+import { SharedTablesSchema, StrategySchema } from './merge.js';
 import { findProject } from './push.js';
 import type { ChangeCursor, Project, Store } from './store/store.js';
 import { CloseCode } from '../lib/protocol/close-codes.js';
@@ -45,13 +45,15 @@ export interface ConsoleApiOptions {
   readonly hub?: Pick<Hub, 'subscribers' | 'disconnect'> | undefined;
   readonly activity?: Activity | undefined;
   readonly maxTokenLifetimeSeconds: number;
+  /** Whether the request's credential still holds (a session may end while its stream is open). */
+  readonly stillAllowed: (c: Context) => boolean;
   readonly readJson: (c: Context) => Promise<unknown>;
 }
 
 const UserSchema = v.pipe(v.string(), v.regex(USER_ID, USER_ID_RULE));
 const ScopeSchema = v.union([v.literal('shared'), v.pipe(v.string(), v.regex(/^user:[A-Za-z0-9_.@:-]{1,128}$/, 'a scope is shared or user:<user id>'))]);
 const KidSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'a kid is 1-64 characters of A-Z a-z 0-9 _ -'));
-const UpdateProjectSchema = v.strictObject({ strategy: v.optional(StrategySchema), sharedTables: v.optional(v.array(IdentifierSchema)) });
+const UpdateProjectSchema = v.strictObject({ strategy: v.optional(StrategySchema), sharedTables: v.optional(SharedTablesSchema) });
 const ConfirmSchema = v.strictObject({ confirm: v.string() });
 const BlockSchema = v.strictObject({ blocked: v.boolean() });
 const TokenSchema = v.strictObject({
@@ -61,6 +63,8 @@ const TokenSchema = v.strictObject({
 const OperationSchema = v.picklist(['insert', 'update', 'delete']);
 
 const MINUTE = 60_000;
+/** Changes of a row's history shown at most. */
+const HISTORY_LIMIT = 1000;
 const RANGES = { '5m': 5 * MINUTE, '24h': 24 * 60 * MINUTE, '7d': 7 * 24 * 60 * MINUTE } as const;
 
 export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
@@ -132,13 +136,14 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     if (confirm !== project.id) throw new ServerError(ErrorKind.Invalid, `type the project id (${project.id}) to confirm`);
     options.hub?.disconnect(project.id, () => true, ErrorKind.NotFound, 'this project was deleted', CloseCode.notFound);
     await store.deleteProject(project.id);
+    options.activity?.forget(project.id);
     return c.body(null, 204);
   });
 
   app.get('/v1/admin/projects/:project/activity', async (c) => {
     const project = await projectOf(c);
     const range = c.req.query('range') ?? '5m';
-    if (!(range in RANGES)) throw new ServerError(ErrorKind.Invalid, 'range must be 5m, 24h or 7d');
+    if (!Object.hasOwn(RANGES, range)) throw new ServerError(ErrorKind.Invalid, 'range must be 5m, 24h or 7d');
     if (range === '5m') return c.json({ range, unit: 'second', points: options.activity?.recent(project.id) ?? [] });
     const now = Date.now();
     const bucketMinutes = range === '7d' ? 10 : 1;
@@ -154,19 +159,22 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     return streamSSE(c, async (stream) => {
       const queue: Second[] = [];
       let wake: (() => void) | null = null;
+      let open = true;
       const stop = activity.listen(project.id, (second) => {
+        if (second === null) open = false;
         // A reader that has stopped reading holds at most the chart's five minutes.
-        if (queue.length >= 300) queue.shift();
-        queue.push(second);
+        else if (queue.length >= 300) queue.shift();
+        if (second !== null) queue.push(second);
         wake?.();
       });
-      let open = true;
       stream.onAbort(() => {
         open = false;
         wake?.();
       });
       try {
         while (open) {
+          // Signed out (or the session ran out): the stream ends with the session.
+          if (!options.stillAllowed(c)) break;
           while (queue.length > 0) await stream.writeSSE({ event: 'second', data: JSON.stringify(queue.shift()) });
           await new Promise<void>((resolve) => (wake = resolve));
           wake = null;
@@ -269,12 +277,16 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     const valueText = c.req.query('value');
     if ((column === undefined) !== (valueText === undefined)) throw new ServerError(ErrorKind.Invalid, 'column and value go together');
     const limit = limitParam(c, 50, 500);
-    const where = column !== undefined && valueText !== undefined ? { column, value: /^-?\d+(\.\d+)?$/.test(valueText) && Number.isSafeInteger(Math.trunc(Number(valueText))) ? Number(valueText) : valueText } : undefined;
-    let page = await store.rows({ projectId: project.id, scope, table, limit, includeDeleted: id !== undefined, ...defined({ after, where }), ...(id !== undefined ? { ids: [id] } : {}) });
-    // A number typed in the box may be stored as text.
-    if (where && typeof where.value === 'number' && page.rows.length === 0) {
-      page = await store.rows({ projectId: project.id, scope, table, limit, ...defined({ after }), where: { column: where.column, value: valueText as string } });
-    }
+    const read = (value?: string | number) =>
+      store.rows({
+        projectId: project.id, scope, table, limit, includeDeleted: id !== undefined,
+        ...defined({ after: id === undefined ? after : undefined, ids: id === undefined ? undefined : [id] }),
+        ...(column !== undefined && value !== undefined ? { where: { column, value } } : {}),
+      });
+    // A value that reads as a number is looked for as one, then (when nothing matched) as text.
+    const asNumber = valueText !== undefined && /^-?\d+(\.\d+)?$/.test(valueText) && Number.isFinite(Number(valueText)) ? Number(valueText) : undefined;
+    let page = await read(asNumber ?? valueText);
+    if (asNumber !== undefined && page.rows.length === 0) page = await read(valueText);
     return c.json({ scope, rows: page.rows, next: page.hasMore && id === undefined ? (page.rows.at(-1)?.row ?? null) : null });
   });
 
@@ -282,10 +294,12 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     const project = await projectOf(c);
     const table = parse(IdentifierSchema, c.req.query('table') ?? '');
     const row = parse(IdSchema, c.req.query('row') ?? '');
-    const [changes, conflicts] = await Promise.all([
-      store.changes({ projectId: project.id, table, row, ascending: true, limit: 1000 }),
-      store.conflicts({ projectId: project.id, table, row, limit: 5000 }),
+    // The newest HISTORY_LIMIT changes (a long-lived row's oldest are left out, and said to be).
+    const [newest, conflicts] = await Promise.all([
+      store.changes({ projectId: project.id, table, row, limit: HISTORY_LIMIT + 1 }),
+      store.conflicts({ projectId: project.id, table, row, limit: 5 * HISTORY_LIMIT }),
     ]);
+    const changes = newest.slice(0, HISTORY_LIMIT).reverse();
     const byChange = new Map<string, typeof conflicts>();
     for (const conflict of conflicts) {
       const key = `${conflict.deviceId}\u0000${conflict.changeId}`;
@@ -294,6 +308,7 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     return c.json({
       table,
       row,
+      truncated: newest.length > HISTORY_LIMIT,
       changes: changes.map((change) => ({ ...change, conflicts: (byChange.get(`${change.deviceId}\u0000${change.changeId}`) ?? []).reverse() })),
     });
   });

@@ -25,9 +25,16 @@
  */
 import type { ClientChange, Operation } from '../lib/protocol/change.js';
 import * as v from 'valibot';
-import { own, record, type ColumnValue } from '../lib/protocol/values.js';
+import { IdentifierSchema, own, record, type ColumnValue } from '../lib/protocol/values.js';
 
 export const StrategySchema = v.picklist(['column-lww', 'row-lww', 'server-wins', 'client-wins']);
+
+/** A project's shared tables: identifiers, each once (a repeat is dropped), at most 1,000. */
+export const SharedTablesSchema = v.pipe(
+  v.array(IdentifierSchema),
+  v.maxLength(1000, 'at most 1,000 shared tables'),
+  v.transform((tables) => [...new Set(tables)]),
+);
 export type Strategy = v.InferOutput<typeof StrategySchema>;
 
 export interface RowState {

@@ -69,6 +69,8 @@ export interface RunningServer {
   readonly port: number;
   readonly store: Store;
   readonly hub: Hub;
+  /** What each project does, per second and per minute (the console's counts). */
+  readonly activity: Activity;
   /** Where the operators' console is, or null when this server serves none. */
   readonly consoleUrl: string | null;
   /** Runs one compaction now (it also runs every `retention.compactEveryMs`). */
@@ -210,6 +212,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     port,
     store,
     hub,
+    activity,
     consoleUrl: consoleDir === null ? null : `http://${shownHost}:${port}/console/`,
     compact,
     close: async () => {

@@ -273,9 +273,9 @@ describe('the operators’ actions close sockets', () => {
 
 describe('the live stream (GET /v1/admin/projects/:p/live)', () => {
   /** Reads server-sent `second` events from an open stream, one at a time. */
-  async function stream(): Promise<{ next(): Promise<{ at: number; changes: number; pushes: number; connections: number }>; close(): void }> {
+  async function stream(headers: Record<string, string> = { Authorization: 'Bearer admin' }): Promise<{ next(): Promise<{ at: number; changes: number; pushes: number; connections: number }>; close(): void }> {
     const controller = new AbortController();
-    const res = await fetch(new URL('/v1/admin/projects/p/live', server.url), { headers: { Authorization: 'Bearer admin' }, signal: controller.signal });
+    const res = await fetch(new URL('/v1/admin/projects/p/live', server.url), { headers, signal: controller.signal });
     expect([res.status, res.headers.get('content-type')]).toEqual([200, 'text/event-stream']);
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
@@ -316,5 +316,28 @@ describe('the live stream (GET /v1/admin/projects/:p/live)', () => {
     const again = await stream();
     expect((await again.next()).connections).toBe(1);
     again.close();
+  });
+
+  it('ends when the session that opened it ends, and when its project is deleted', async () => {
+    const origin = server.url.replace(/\/$/, '');
+    const signIn = await fetch(new URL('/v1/console/session', server.url), { method: 'POST', headers: { 'Content-Type': 'application/json', Origin: origin }, body: JSON.stringify({ key: 'admin' }) });
+    const cookie = /pocketsync_admin=[^;]+/.exec(signIn.headers.get('set-cookie') ?? '')![0];
+    const live = await stream({ Cookie: cookie });
+    await live.next();
+    expect((await fetch(new URL('/v1/console/session', server.url), { method: 'DELETE', headers: { Cookie: cookie, Origin: origin } })).status).toBe(204);
+    await expect(async () => {
+      for (;;) await live.next();
+    }).rejects.toThrow('the stream ended');
+
+    const other = await stream();
+    await other.next();
+    expect((await fetch(new URL('/v1/admin/projects/p', server.url), { method: 'DELETE', headers: { Authorization: 'Bearer admin', 'Content-Type': 'application/json' }, body: JSON.stringify({ confirm: 'p' }) })).status).toBe(204);
+    await expect(async () => {
+      for (;;) await other.next();
+    }).rejects.toThrow('the stream ended');
+    // Made again under the same id, the project starts with no counts of the one deleted.
+    await server.store.createProject({ id: 'p', secret: 'another-secret-another-secret-0000' });
+    await server.activity.save();
+    expect(await server.store.activity('p', 0, Date.now() + 60_000)).toEqual([]);
   });
 });

@@ -400,6 +400,42 @@ describe('bad input changes nothing', () => {
   });
 });
 
+describe('what the reads return, at their edges', () => {
+  it('a range is one of the three, not a name every object has', async () => {
+    for (const range of ['toString', '__proto__', 'constructor', '1h']) {
+      expect({ range, ...(await errorOf(await admin(`/v1/admin/projects/p1/activity?range=${range}`))) }).toEqual({ range, status: 400, kind: 'invalid' });
+    }
+  });
+
+  it('a row found by id and a column value is that row only, whether the value is stored as a number or as text', async () => {
+    await store.push({ projectId: 'p1', userId: 'alice', deviceId: 'a1', deviceCursor: 0, changes: [change('r7', { title: '7', n: 7 }), change('r8', { title: 'x', n: 7 })] });
+    const rows = async (q: string) => (await jsonOf<{ rows: Array<{ row: string }> }>(await admin(`/v1/admin/projects/p1/rows?table=todos&scope=user:alice&${q}`))).rows.map((r) => r.row);
+    expect(await rows('column=n&value=7')).toEqual(['r7', 'r8']);
+    expect(await rows('column=title&value=7')).toEqual(['r7']);
+    expect(await rows('id=r8&column=n&value=7')).toEqual(['r8']);
+    expect(await rows('id=r8&column=title&value=7')).toEqual([]);
+    expect(await rows('id=r1&column=n&value=99')).toEqual([]);
+  });
+
+  it('a long-lived row’s history is its newest 1,000 changes, oldest first, and says so', async () => {
+    for (let i = 0; i < 12; i++) {
+      await store.push({ projectId: 'p1', userId: 'bob', deviceId: 'b1', deviceCursor: 0, changes: Array.from({ length: 100 }, (_, j) => change('b1', { title: `v${i * 100 + j}` }, 'todos', 100_000 + i * 100 + j, 'update')) });
+    }
+    const history = await jsonOf<{ truncated: boolean; changes: Array<{ values: { title: string } }> }>(await admin('/v1/admin/projects/p1/history?table=todos&row=b1'));
+    expect(history.truncated).toBe(true);
+    expect(history.changes).toHaveLength(1000);
+    expect([history.changes[0]!.values.title, history.changes.at(-1)!.values.title]).toEqual(['v200', 'v1199']);
+    expect((await jsonOf<{ truncated: boolean }>(await admin('/v1/admin/projects/p1/history?table=todos&row=r1'))).truncated).toBe(false);
+  });
+
+  it('shared tables are kept once each, however often they are named', async () => {
+    const made = await jsonOf<{ sharedTables: string[] }>(await admin('/v1/admin/projects', { method: 'POST', body: { id: 'p3', sharedTables: ['a', 'b', 'a'] } }), 201);
+    expect(made.sharedTables).toEqual(['a', 'b']);
+    const patched = await jsonOf<{ project: { sharedTables: string[] } }>(await admin('/v1/admin/projects/p3', { method: 'PATCH', body: { sharedTables: ['c', 'c', 'c'] } }));
+    expect(patched.project.sharedTables).toEqual(['c']);
+  });
+});
+
 describe('what the reads return', () => {
   it('projects with counts and no secrets, a project’s stats, users, devices, tables, rows, changes, history and conflicts', async () => {
     const projects = await jsonOf<{ projects: Array<Record<string, unknown>> }>(await admin('/v1/admin/projects'));

@@ -147,14 +147,20 @@ interface HistoryChange extends ChangeRow {
 
 function History({ project, table, row }: { project: string; table: string; row: string }) {
   const [changes, setChanges] = useState<HistoryChange[]>([]);
+  const [truncated, setTruncated] = useState(false);
   useEffect(() => {
-    void attempt(() => api<{ changes: HistoryChange[] }>('GET', path(project, `/history${query({ table, row })}`))).then((data) => data && setChanges(data.changes));
+    void attempt(() => api<{ changes: HistoryChange[]; truncated: boolean }>('GET', path(project, `/history${query({ table, row })}`))).then((data) => {
+      if (!data) return;
+      setChanges(data.changes);
+      setTruncated(data.truncated);
+    });
   }, [project, table, row]);
   return (
     <section class="panel" aria-labelledby="history-heading">
       <h2 id="history-heading">
         History of {table} / <code>{row}</code>
       </h2>
+      {truncated && <p class="detail">Its oldest changes are left out: these are the newest {changes.length}.</p>}
       <ol class="timeline">
         {changes.map((c) => (
           <li key={`${c.deviceId}:${c.changeId}`}>
