@@ -58,7 +58,7 @@ const token = await mintUserToken({
             <p>
               A token for <strong>{minted.user}</strong>, signed with key <code>{minted.kid}</code>, valid until {new Date(minted.expiresAt).toLocaleString()}:
             </p>
-            <code data-token>{minted.token}</code>
+            <code class="block" data-token>{minted.token}</code>
             <p>
               Open the demo with it:{' '}
               <a href={`/?project=${encodeURIComponent(project)}&token=${encodeURIComponent(minted.token)}`} target="_blank" rel="noreferrer">

@@ -64,7 +64,7 @@ function SigningKeys({ project }: { project: string }) {
           <p>
             Key <code>{created.kid}</code> created. Its secret is shown once: keep it in your backend's configuration.
           </p>
-          <code data-secret>{created.secret}</code>
+          <code class="block" data-secret>{created.secret}</code>
         </div>
       )}
       <table>
@@ -131,7 +131,7 @@ function ServiceKeys({ project }: { project: string }) {
       {created && (
         <div class="secret" role="region" aria-label="New service key">
           <p>The new service key, shown once:</p>
-          <code>{created}</code>
+          <code class="block">{created}</code>
         </div>
       )}
       <table>
@@ -228,7 +228,9 @@ function ProjectSettings({ project }: { project: string }) {
         <h2 id="delete-project-heading">Delete this project</h2>
         <p>Removes every row, change, device and key of {project} and closes its sockets. There is no undo.</p>
         <label>
-          Type <code>{project}</code> to confirm
+          <span>
+            Type <code>{project}</code> to confirm
+          </span>
           <input value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} />
         </label>
         <button type="submit" class="danger" disabled={confirm !== project}>

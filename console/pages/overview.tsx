@@ -131,7 +131,18 @@ function Chart({ project, range, second }: { project: string; range: Range; seco
       current.points = [...(loaded?.points ?? []), ...current.points];
       current.draw();
     });
+    // The 24-hour and 7-day views move with each minute the server counts.
+    const reload =
+      range === '5m'
+        ? null
+        : setInterval(() => {
+            void api<{ points: Point[] }>('GET', path(project, `/activity?range=${range}`)).then((loaded) => {
+              current.points = loaded.points;
+              current.draw();
+            }, () => undefined);
+          }, 60_000);
     return () => {
+      if (reload !== null) clearInterval(reload);
       closed = true;
       state.current = null;
       current.plot?.destroy();

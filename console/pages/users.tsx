@@ -198,7 +198,9 @@ function UserDetail({ project, user, onGone }: { project: string; user: string; 
         <h3 id="delete-user-heading">Delete {user}'s data</h3>
         <p>Removes the user's private rows, logged changes, conflicts and devices. Their devices re-sync and drop what is gone. Shared rows stay.</p>
         <label>
-          Type <code>{user}</code> to confirm
+          <span>
+            Type <code>{user}</code> to confirm
+          </span>
           <input value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} />
         </label>
         <button type="submit" class="danger" disabled={confirm !== user}>
