@@ -17,9 +17,8 @@ import { build } from 'vite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type WebSocket from 'ws';
-import { connect, waitAll } from './sockets.js';
+import { hello, waitAll } from './sockets.js';
 import type { ClientChange } from '../lib/protocol/change.js';
-import { PROTOCOL_VERSION } from '../lib/protocol/protocol-version.js';
 import { mintUserToken } from '../server/auth.js';
 import { createServer } from '../server/server.js';
 import { SqliteStore } from '../server/store/sqlite-store.js';
@@ -72,16 +71,9 @@ async function liveViewCost(dir: string, size: { receivers: number; pushes: numb
     const project = await server.store.createProject({ id: 'p', secret: 'z'.repeat(32) });
     const token = await mintUserToken(project, 'alice');
     const url = `${server.url.replace('http', 'ws')}v1/projects/p/sync`;
-    const hello = async (deviceId: string) => {
-      const socket = await connect(url);
-      const ready = waitAll([socket], (d) => d.includes('"hasMore":false'));
-      socket.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, deviceId, cursor: 0, token }));
-      await ready;
-      return socket;
-    };
     const receivers: WebSocket[] = [];
-    for (let i = 0; i < size.receivers; i++) receivers.push(await hello(`r${i}`));
-    const writer = await hello('writer');
+    for (let i = 0; i < size.receivers; i++) receivers.push(await hello(url, token, `r${i}`));
+    const writer = await hello(url, token, 'writer');
     /** Changes per second from the first push to the last receiver holding the last change. */
     const workload = async (): Promise<number> => {
       const start = performance.now();

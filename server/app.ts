@@ -34,7 +34,7 @@ import { mountConsoleApi } from './console-api.js';
 import type { Hub } from './hub.js';
 import { DEFAULT_LIMITS, type RateLimiter, type ServerLimits } from './limits.js';
 import { parse, ServerError } from './errors.js';
-import { acceptPush, claimDevice, findProject, HttpPushEnvelopeSchema, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
+import { acceptPush, claimDevice, HttpPushEnvelopeSchema, knownProject, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
 import { randomHex } from '../worker/random.js';
 import { SharedTablesSchema, StrategySchema, type Resolver } from './merge.js';
 import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
@@ -202,12 +202,7 @@ export function createApp(options: AppOptions): Hono {
     return c.body(await options.metrics.registry.metrics(), 200, { 'Content-Type': options.metrics.registry.contentType });
   });
 
-  async function projectOf(c: Context): Promise<Project> {
-    const id = c.req.param('project') ?? '';
-    const project = await findProject(store, id);
-    if (!project) throw new ServerError(ErrorKind.NotFound, `no such project: ${id}`);
-    return project;
-  }
+  const projectOf = (c: Context): Promise<Project> => knownProject(store, c.req.param('project') ?? '');
 
   /** The user of the request's token, within the user's request rate. */
   async function userOf(c: Context, project: Project): Promise<User> {

@@ -33,7 +33,7 @@ import { randomHex } from '../worker/random.js';
 import { bearer, sameSecret } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import type { Resolver } from './merge.js';
-import { acceptPush, findProject, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
+import { acceptPush, knownProject, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
 import { scopeOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
 
 export interface BackendOptions {
@@ -78,12 +78,7 @@ export function mountBackend(app: Hono, options: BackendOptions): void {
   const { store } = options;
 
   /** The project of an admin route (whose admin key app.ts checked). */
-  const adminProject = async (c: Context): Promise<Project> => {
-    const id = c.req.param('project') ?? '';
-    const project = await findProject(store, id);
-    if (!project) throw new ServerError(ErrorKind.NotFound, `no such project: ${id}`);
-    return project;
-  };
+  const adminProject = (c: Context): Promise<Project> => knownProject(store, c.req.param('project') ?? '');
 
   app.post('/v1/admin/projects/:project/service-keys', async (c) => {
     const project = await adminProject(c);
@@ -117,9 +112,7 @@ export function mountBackend(app: Hono, options: BackendOptions): void {
     if (!sameSecret(hashOf(given), stored?.hash ?? '') || !stored) throw new ServerError(ErrorKind.Auth, 'the service key is not valid (revoked, or never issued)');
     const id = c.req.param('project') ?? '';
     if (stored.projectId !== id) throw new ServerError(ErrorKind.Auth, 'the service key is for another project');
-    const project = await findProject(store, id);
-    if (!project) throw new ServerError(ErrorKind.NotFound, `no such project: ${id}`);
-    return project;
+    return knownProject(store, id);
   };
 
   app.get('/v1/projects/:project/backend/rows', async (c) => {

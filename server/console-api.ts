@@ -35,7 +35,7 @@ import { mintUserToken } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import type { Hub } from './hub.js';
 import { SharedTablesSchema, StrategySchema } from './merge.js';
-import { findProject } from './push.js';
+import { knownProject } from './push.js';
 import type { ChangeCursor, Project, Store } from './store/store.js';
 import { CloseCode } from '../lib/protocol/close-codes.js';
 
@@ -70,12 +70,7 @@ const RANGES = { '5m': 5 * MINUTE, '24h': 24 * 60 * MINUTE, '7d': 7 * 24 * 60 * 
 export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
   const { store } = options;
 
-  const projectOf = async (c: Context): Promise<Project> => {
-    const id = c.req.param('project') ?? '';
-    const project = await findProject(store, id);
-    if (!project) throw new ServerError(ErrorKind.NotFound, `no such project: ${id}`);
-    return project;
-  };
+  const projectOf = (c: Context): Promise<Project> => knownProject(store, c.req.param('project') ?? '');
 
   /** The store's counts, with what the server counted and has not saved yet. */
   const statsOf = async (projectId: string, dayStart: number) => {

@@ -104,6 +104,13 @@ export function anotherUsersDevice(deviceId: string): ServerError {
   return new ServerError(ErrorKind.Auth, `device ${deviceId} belongs to another user of this project: a device id is bound to the user who first used it`);
 }
 
+/** The project named in a URL; kind not-found when there is none. */
+export async function knownProject(store: Store, id: string): Promise<Project> {
+  const project = await findProject(store, id);
+  if (!project) throw new ServerError(ErrorKind.NotFound, `no such project: ${id}`);
+  return project;
+}
+
 /** The project named in a URL, or null when there is none (a name that is not an id included). */
 export async function findProject(store: Store, id: string): Promise<Project | null> {
   return v.is(IdSchema, id) ? store.getProject(id) : null;

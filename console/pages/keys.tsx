@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
+import { StrategySelect } from './fields.js';
 import { api, attempt, project as path, time } from '../api.js';
 
 interface SigningKey {
@@ -20,7 +21,6 @@ interface Settings {
   sharedTables: string[];
 }
 
-const STRATEGIES = ['column-lww', 'row-lww', 'server-wins', 'client-wins'];
 
 export function Keys({ project }: { project: string }) {
   return (
@@ -206,16 +206,7 @@ function ProjectSettings({ project }: { project: string }) {
       <form class="panel" onSubmit={(e) => void save(e)} aria-labelledby="settings-heading">
         <h2 id="settings-heading">Settings</h2>
         <div class="fields">
-          <label>
-            Strategy
-            <select value={strategy} onChange={(e) => setStrategy(e.currentTarget.value)}>
-              {STRATEGIES.map((s) => (
-                <option key={s} value={s}>
-                  {s}
-                </option>
-              ))}
-            </select>
-          </label>
+          <StrategySelect value={strategy} onChange={setStrategy} />
           <label>
             Shared tables (a table with rows keeps its scope)
             <input value={shared} onInput={(e) => setShared(e.currentTarget.value)} />

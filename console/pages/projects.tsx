@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
+import { StrategySelect } from './fields.js';
 import { api, attempt, type ProjectRow } from '../api.js';
 
-const STRATEGIES = ['column-lww', 'row-lww', 'server-wins', 'client-wins'];
 
 export function Projects() {
   const [projects, setProjects] = useState<ProjectRow[] | null>(null);
@@ -73,16 +73,7 @@ function CreateProject({ onCreated }: { onCreated: (id: string) => void }) {
           Shared tables (comma-separated)
           <input name="shared" value={shared} onInput={(e) => setShared(e.currentTarget.value)} placeholder="e.g. shared_todos" />
         </label>
-        <label>
-          Strategy
-          <select name="strategy" value={strategy} onChange={(e) => setStrategy(e.currentTarget.value)}>
-            {STRATEGIES.map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </label>
+        <StrategySelect value={strategy} onChange={setStrategy} />
       </div>
       <button type="submit">Create project</button>
     </form>
