@@ -13,7 +13,7 @@
  *   POST   /v1/admin/projects/:p/users/:u/block  { blocked }    (true also closes the user's sockets)
  *   DELETE /v1/admin/projects/:p/users/:u/data   { confirm: <user id> }
  *   POST   /v1/admin/projects/:p/devices/:d/disconnect
- *   GET    /v1/admin/projects/:p/changes?table&row&user&device&op&from&to&before&limit
+ *   GET    /v1/admin/projects/:p/changes?table&row&user&device&op&outcome&from&to&before&limit
  *   GET    /v1/admin/projects/:p/tables
  *   GET    /v1/admin/projects/:p/rows?table&scope&after&id&column&value&limit
  *   GET    /v1/admin/projects/:p/history?table&row&scope       a row's changes, oldest first, with the conflicts each met
@@ -61,6 +61,7 @@ const TokenSchema = v.strictObject({
   ttlSeconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(60, 'a test token lives at least 60 s'))),
 });
 const OperationSchema = v.picklist(['insert', 'update', 'delete']);
+const OutcomeSchema = v.picklist(['applied', 'superseded', 'duplicate', 'rejected']);
 
 const MINUTE = 60_000;
 /** Changes of a row's history shown at most. */
@@ -242,13 +243,14 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     const userId = optional(UserSchema, q('user'));
     const deviceId = optional(IdSchema, q('device'));
     const op = optional(OperationSchema, q('op'));
+    const outcome = optional(OutcomeSchema, q('outcome'));
     const from = timeParam(q('from'), 'from');
     const to = timeParam(q('to'), 'to');
     const before = cursorParam(q('before'));
     const limit = limitParam(c, 100, 1000);
     const changes = await store.changes({
       projectId: project.id, limit: limit + 1,
-      ...defined({ table, row, userId, deviceId, op, from, to, before }),
+      ...defined({ table, row, userId, deviceId, op, outcome, from, to, before }),
     });
     const page = changes.slice(0, limit);
     const last = page.at(-1);
@@ -388,7 +390,8 @@ function timeParam(text: string | undefined, name: string): number | undefined {
 
 function cursorParam(text: string | undefined): ChangeCursor | undefined {
   if (text === undefined) return undefined;
-  const match = /^(\d{1,15}):([A-Za-z0-9_-]{1,64}):([A-Za-z0-9_-]{1,64})$/.exec(text);
+  // A rejected change's id may be '' (one too malformed to name).
+  const match = /^(\d{1,15}):([A-Za-z0-9_-]{1,64}):([A-Za-z0-9_-]{0,64})$/.exec(text);
   if (!match) throw new ServerError(ErrorKind.Invalid, 'before must be the `next` a page of changes gave');
   return { receivedAt: Number(match[1]), deviceId: match[2]!, changeId: match[3]! };
 }

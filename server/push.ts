@@ -15,7 +15,7 @@ import * as v from 'valibot';
 import { IdSchema } from '../lib/protocol/values.js';
 import { clockCheck } from './clocks.js';
 import { issueMessage, ServerError } from './errors.js';
-import type { DeviceContact, Project, PushInput, PushOutput, Store } from './store/store.js';
+import type { DeviceContact, OutcomeRecord, Project, PushInput, PushOutput, Store } from './store/store.js';
 
 /** A push's changes as the envelope carries them: a list within the count limit, each parsed later on its own. */
 const RawChangesSchema = v.pipe(v.array(v.unknown()), v.maxLength(LIMITS.maxChangesPerPush, `at most ${LIMITS.maxChangesPerPush} changes per push`));
@@ -72,7 +72,35 @@ export async function acceptPush(store: Store, request: PushRequest, metrics?: P
     ...(out.rows.length > 0 ? { rows: out.rows } : {}),
   };
   metrics?.pushed(request.projectId, out, (performance.now() - started) / 1000);
+  await logOutcomes(store, request, results);
   return { out, ack };
+}
+
+/**
+ * The duplicates and rejections of a push, for the console's list of changes (the change log
+ * keeps neither). After the commit, and never in the ack's way: a failure to keep them is said on
+ * stderr, and the ack goes out.
+ */
+async function logOutcomes(store: Store, request: PushRequest, results: readonly PushResult[]): Promise<void> {
+  const outcomes = results.flatMap((result, i): OutcomeRecord[] => {
+    if (result.outcome !== 'duplicate' && result.outcome !== 'rejected') return [];
+    const raw = request.changes[i];
+    const field = (name: string): string => {
+      const value = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[name] : undefined;
+      return typeof value === 'string' ? value.slice(0, 128) : '';
+    };
+    return [{
+      projectId: request.projectId, userId: request.userId, deviceId: request.deviceId, changeId: result.id,
+      table: field('table'), row: field('row'), op: field('op'), clock: field('clock'),
+      outcome: result.outcome, seq: result.seq, message: result.error?.message.slice(0, 500) ?? null,
+    }];
+  });
+  if (outcomes.length === 0) return;
+  try {
+    await store.logOutcomes(outcomes);
+  } catch (error) {
+    console.error(JSON.stringify({ event: 'error', kind: ErrorKind.Internal, message: `the outcomes of a push were not kept for the console: ${String(error)}` }));
+  }
 }
 
 /**

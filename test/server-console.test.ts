@@ -428,6 +428,22 @@ describe('what the reads return, at their edges', () => {
     expect((await jsonOf<{ truncated: boolean }>(await admin('/v1/admin/projects/p1/history?table=todos&row=r1'))).truncated).toBe(false);
   });
 
+  it('a push’s duplicates and rejections are listed with the changes, with why, and nothing of a rejected change’s values', async () => {
+    const token = await mintUserToken(p1, 'alice');
+    const good = change('g1', { title: 'good' });
+    const push = (changes: unknown[]) => app.request('/v1/projects/p1/push', { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ deviceId: 'a1', changes }) });
+    expect((await push([good, { ...change('bad', { title: 'secret value' }), values: [] }])).status).toBe(200);
+    expect((await push([good])).status).toBe(200);
+    const listed = await jsonOf<{ changes: Array<{ changeId: string; outcome: string; seq: number | null; message: string | null; values: unknown }> }>(await admin('/v1/admin/projects/p1/changes?user=alice&limit=3'));
+    const rejected = listed.changes.find((c) => c.outcome === 'rejected')!;
+    expect(rejected).toMatchObject({ changeId: expect.stringMatching(/^c\d+$/), values: null, seq: null, message: expect.stringContaining('must be an object, not a list') });
+    expect(JSON.stringify(listed)).not.toContain('secret value');
+    const applied = listed.changes.find((c) => c.outcome === 'applied' && c.changeId === good.id)!;
+    expect(listed.changes.find((c) => c.outcome === 'duplicate')).toMatchObject({ changeId: good.id, seq: applied.seq });
+    expect((await jsonOf<{ changes: unknown[] }>(await admin('/v1/admin/projects/p1/changes?outcome=duplicate'))).changes).toHaveLength(1);
+    expect(await errorOf(await admin('/v1/admin/projects/p1/changes?outcome=lost'))).toEqual({ status: 400, kind: 'invalid' });
+  });
+
   it('shared tables are kept once each, however often they are named', async () => {
     const made = await jsonOf<{ sharedTables: string[] }>(await admin('/v1/admin/projects', { method: 'POST', body: { id: 'p3', sharedTables: ['a', 'b', 'a'] } }), 201);
     expect(made.sharedTables).toEqual(['a', 'b']);

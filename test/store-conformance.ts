@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClientChange } from '../lib/protocol/change.js';
-import { scopesOf, type Store } from '../server/store/store.js';
+import { scopesOf, type OutcomeRecord, type Store } from '../server/store/store.js';
 import { formatClock } from '../worker/hlc.js';
 
 let counter = 0;
@@ -726,7 +726,7 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
         expect(all).toHaveLength(6);
         expect(all[0]).toEqual({
           changeId: last.id, deviceId: 'alice-device', userId: 'alice', table: 'todos', row: 'r1', op: 'delete', values: null,
-          clock: last.clock, outcome: 'applied', seq: 5, receivedAt: expect.any(Number),
+          clock: last.clock, outcome: 'applied', seq: 5, receivedAt: expect.any(Number), message: null,
         });
         expect(all.find((c) => c.values?.name === 'older')).toMatchObject({ userId: 'bob', table: 'lists', outcome: 'superseded', seq: null });
         expect(all.find((c) => c.row === 'r2')).toMatchObject({ op: 'insert', values: { title: 'b' }, outcome: 'applied', seq: 2 });
@@ -771,6 +771,46 @@ export function describeStore(name: string, open: () => Promise<Store>): void {
           expect(pages).toHaveLength(3);
         }
         expect(ids(await store.changes({ projectId: 'p2', limit: 100 }))).toHaveLength(1);
+      });
+
+      it('lists the duplicates and rejections kept with logOutcomes among the changes, by outcome, in pages, until compacted', async () => {
+        await fresh();
+        const first = upsert('r1', 10, { title: 'a' }, 'todos', 'insert');
+        await push([first], 'alice');
+        await past();
+        const outcome = (o: Partial<OutcomeRecord>): OutcomeRecord => ({
+          projectId: 'p1', userId: 'alice', deviceId: 'alice-device', changeId: first.id, table: 'todos', row: 'r1', op: 'insert', clock: first.clock,
+          outcome: 'duplicate', seq: 1, message: null, ...o,
+        });
+        await store.logOutcomes([outcome({}), outcome({ changeId: 'bad', row: 'r9', op: 'update', clock: '', outcome: 'rejected', seq: null, message: 'values: must be an object' })]);
+        await store.logOutcomes([outcome({ projectId: 'p2' })]);
+        await store.logOutcomes([]);
+        const all = await store.changes({ projectId: 'p1', limit: 100 });
+        expect(all.map((c) => [c.changeId, c.outcome, c.seq])).toEqual(expect.arrayContaining([[first.id, 'applied', 1], [first.id, 'duplicate', 1], ['bad', 'rejected', null]]));
+        expect(all).toHaveLength(3);
+        expect(all.at(-1)).toMatchObject({ changeId: first.id, outcome: 'applied', values: { title: 'a' } });
+        expect(await store.changes({ projectId: 'p1', outcome: 'rejected', limit: 100 })).toEqual([{
+          changeId: 'bad', deviceId: 'alice-device', userId: 'alice', table: 'todos', row: 'r9', op: 'update', values: null, clock: '',
+          outcome: 'rejected', seq: null, receivedAt: expect.any(Number), message: 'values: must be an object',
+        }]);
+        expect((await store.changes({ projectId: 'p1', row: 'r1', limit: 100 })).map((c) => c.outcome).sort()).toEqual(['applied', 'duplicate']);
+        // Paged one at a time, across both logs: each once.
+        const seen: string[] = [];
+        let before: Parameters<Store['changes']>[0]['before'];
+        for (;;) {
+          const [page] = await store.changes({ projectId: 'p1', limit: 1, ...(before ? { before } : {}) });
+          if (!page) break;
+          seen.push(`${page.changeId}:${page.outcome}`);
+          before = { receivedAt: page.receivedAt, deviceId: page.deviceId, changeId: page.changeId };
+        }
+        expect(seen.sort()).toEqual(all.map((c) => `${c.changeId}:${c.outcome}`).sort());
+        expect(await store.changes({ projectId: 'p2', limit: 100 })).toHaveLength(1);
+        // Gone with the user's data, and with compaction.
+        await store.logOutcomes([outcome({ userId: 'bob', deviceId: 'bob-device', changeId: 'b' })]);
+        await store.deleteUserData('p1', 'bob');
+        expect((await store.changes({ projectId: 'p1', limit: 100 })).map((c) => c.userId)).not.toContain('bob');
+        await store.compact({ changeLogMs: 0, conflictsMs: 0, tombstonesMs: 0, compactEveryMs: 60_000 }, Date.now() + 1000);
+        expect(await store.changes({ projectId: 'p1', limit: 100 })).toEqual([]);
       });
 
       it('reads conflicts newest first, by table and row, in pages, with the user of the device that met them', async () => {

@@ -13,6 +13,7 @@ export interface ChangeRow {
   outcome: string;
   seq: number | null;
   receivedAt: number;
+  message: string | null;
 }
 
 interface Filter {
@@ -20,11 +21,12 @@ interface Filter {
   user: string;
   device: string;
   op: string;
+  outcome: string;
   from: string;
   to: string;
 }
 
-const EMPTY: Filter = { table: '', user: '', device: '', op: '', from: '', to: '' };
+const EMPTY: Filter = { table: '', user: '', device: '', op: '', outcome: '', from: '', to: '' };
 
 export function Changes({ project }: { project: string }) {
   const [draft, setDraft] = useState<Filter>(EMPTY);
@@ -92,6 +94,16 @@ export function Changes({ project }: { project: string }) {
             <option value="delete">delete</option>
           </select>
         </label>
+        <label>
+          Outcome
+          <select value={draft.outcome} onChange={(e) => setDraft({ ...draft, outcome: e.currentTarget.value })}>
+            <option value="">any</option>
+            <option value="applied">applied</option>
+            <option value="superseded">superseded</option>
+            <option value="duplicate">duplicate</option>
+            <option value="rejected">rejected</option>
+          </select>
+        </label>
         {timeField('from', 'From')}
         {timeField('to', 'To')}
         <button type="submit">Filter</button>
@@ -131,7 +143,8 @@ export function ChangeTable({ changes, caption, project }: { changes: ChangeRow[
             <td>{time(c.receivedAt)}</td>
             <td class="num">{c.seq ?? '—'}</td>
             <td>
-              <span class={`badge ${c.outcome === 'applied' ? 'good' : 'warn'}`}>{c.outcome}</span>
+              <span class={`badge ${c.outcome === 'applied' ? 'good' : c.outcome === 'rejected' ? 'bad' : 'warn'}`}>{c.outcome}</span>
+              {c.message && <p class="detail">{c.message}</p>}
             </td>
             <td>{c.op}</td>
             <td>
@@ -141,7 +154,7 @@ export function ChangeTable({ changes, caption, project }: { changes: ChangeRow[
               <code class="values">{c.values === null ? '—' : json(c.values)}</code>
             </td>
             <td>
-              <code>{c.clock}</code>
+              <code>{c.clock || '—'}</code>
             </td>
             <td>
               {c.userId} / <code>{c.deviceId}</code>

@@ -165,7 +165,7 @@ function History({ project, table, row }: { project: string; table: string; row:
         {changes.map((c) => (
           <li key={`${c.deviceId}:${c.changeId}`}>
             <p>
-              <strong>{c.op}</strong> by {c.userId} on <code>{c.deviceId}</code>, {time(c.receivedAt)} — <span class={`badge ${c.outcome === 'applied' ? 'good' : 'warn'}`}>{c.outcome}</span>
+              <strong>{c.op}</strong> by {c.userId} on <code>{c.deviceId}</code>, {time(c.receivedAt)} — <span class={`badge ${c.outcome === 'applied' ? 'good' : c.outcome === 'rejected' ? 'bad' : 'warn'}`}>{c.outcome}</span>
               {c.seq !== null && ` as seq ${c.seq}`}
             </p>
             <p>
@@ -181,7 +181,15 @@ function History({ project, table, row }: { project: string; table: string; row:
                 ))}
               </ul>
             ) : (
-              <p class="detail">{c.outcome === 'applied' ? 'Every column it wrote won (clock order).' : 'Nothing of it changed the row.'}</p>
+              <p class="detail">
+                {c.outcome === 'applied'
+                  ? 'Every column it wrote won (clock order).'
+                  : c.outcome === 'duplicate'
+                    ? 'A re-push of a change already merged: nothing changed.'
+                    : c.outcome === 'rejected'
+                      ? `Rejected, and nothing of it stored: ${c.message ?? ''}`
+                      : 'Nothing of it changed the row.'}
+              </p>
             )}
           </li>
         ))}

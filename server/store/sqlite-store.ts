@@ -20,6 +20,7 @@ import {
   type ConflictQuery,
   type ConflictRecord,
   type DeviceQuery,
+  type OutcomeRecord,
   type ProjectStats,
   type SigningKey,
   type TableRecord,
@@ -92,6 +93,22 @@ CREATE TABLE IF NOT EXISTS scope_horizons (
   horizon INTEGER NOT NULL,
   PRIMARY KEY (project_id, scope)
 ) WITHOUT ROWID;
+-- Pushed changes that were duplicates or rejected: what names them and why, for the console.
+CREATE TABLE IF NOT EXISTS push_outcomes (
+  project_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  change_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  row_id TEXT NOT NULL,
+  op TEXT NOT NULL,
+  clock TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  seq INTEGER,
+  message TEXT,
+  received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS push_outcomes_by_time ON push_outcomes (received_at);
 -- Counted per minute as it happens (server/activity.ts): the console's charts and daily counts.
 CREATE TABLE IF NOT EXISTS activity (
   project_id TEXT NOT NULL,
@@ -347,6 +364,11 @@ export class SqliteStore implements Store {
       raiseHorizon: db.prepare('UPDATE projects SET horizon = max(horizon, ?) WHERE id = ?'),
       compactChanges: db.prepare(
         'DELETE FROM change_log WHERE (project_id, device_id, change_id) IN (SELECT project_id, device_id, change_id FROM change_log WHERE received_at < ? LIMIT ?)',
+      ),
+      compactOutcomes: db.prepare('DELETE FROM push_outcomes WHERE rowid IN (SELECT rowid FROM push_outcomes WHERE received_at < ? LIMIT ?)'),
+      logOutcome: db.prepare(
+        `INSERT INTO push_outcomes (project_id, device_id, change_id, user_id, table_name, row_id, op, clock, outcome, seq, message, received_at)
+         VALUES (@projectId, @deviceId, @changeId, @userId, @table, @row, @op, @clock, @outcome, @seq, @message, @receivedAt)`,
       ),
       compactConflicts: db.prepare('DELETE FROM conflicts WHERE id IN (SELECT id FROM conflicts WHERE at < ? LIMIT ?)'),
       compactTombstones: db.prepare(
@@ -647,6 +669,7 @@ export class SqliteStore implements Store {
       }
     };
     result.changes = await chunks(() => s.compactChanges.run(now - retention.changeLogMs, COMPACT_CHUNK).changes);
+    await chunks(() => s.compactOutcomes.run(now - retention.changeLogMs, COMPACT_CHUNK).changes);
     result.conflicts = await chunks(() => s.compactConflicts.run(now - retention.conflictsMs, COMPACT_CHUNK).changes);
     result.tombstones = await chunks(
       this.#db.transaction(() => {
@@ -727,7 +750,7 @@ export class SqliteStore implements Store {
     return settle(() => {
       this.#flushTouches();
       const removed = this.#db.transaction(() => {
-        for (const table of ['devices', 'change_log', 'row_state', 'conflicts', 'service_keys', 'signing_keys', 'blocked_users', 'scope_horizons', 'activity']) {
+        for (const table of ['devices', 'change_log', 'push_outcomes', 'row_state', 'conflicts', 'service_keys', 'signing_keys', 'blocked_users', 'scope_horizons', 'activity']) {
           this.#db.prepare(`DELETE FROM ${table} WHERE project_id = ?`).run(id);
         }
         return this.#db.prepare('DELETE FROM projects WHERE id = ?').run(id).changes === 1;
@@ -798,6 +821,7 @@ export class SqliteStore implements Store {
           .prepare('DELETE FROM conflicts WHERE project_id = ? AND device_id IN (SELECT device_id FROM devices WHERE project_id = ? AND user_id = ?)')
           .run(projectId, projectId, userId).changes;
         const changes = db.prepare('DELETE FROM change_log WHERE project_id = ? AND user_id = ?').run(projectId, userId).changes;
+        db.prepare('DELETE FROM push_outcomes WHERE project_id = ? AND user_id = ?').run(projectId, userId);
         const devices = db.prepare('DELETE FROM devices WHERE project_id = ? AND user_id = ?').run(projectId, userId).changes;
         // The bindings go with the devices' records, in memory as on disk.
         for (const [key, owner] of this.#owners) if (owner === userId && key.startsWith(`${projectId}\u0000`)) this.#owners.delete(key);
@@ -860,26 +884,42 @@ export class SqliteStore implements Store {
       if (query.userId !== undefined) filters.push('user_id = @userId');
       if (query.deviceId !== undefined) filters.push('device_id = @deviceId');
       if (query.op !== undefined) filters.push('op = @op');
+      if (query.outcome !== undefined) filters.push('outcome = @outcome');
       if (query.from !== undefined) filters.push('received_at >= @from');
       if (query.to !== undefined) filters.push('received_at <= @to');
       const order = query.ascending === true ? 'ASC' : 'DESC';
       if (query.before !== undefined) filters.push(`(received_at, device_id, change_id) ${query.ascending === true ? '>' : '<'} (@beforeAt, @beforeDevice, @beforeChange)`);
-      const sql = `SELECT change_id, device_id, user_id, table_name, row_id, op, payload, clock, outcome, seq, received_at FROM change_log
-        WHERE ${filters.join(' AND ')} ORDER BY received_at ${order}, device_id ${order}, change_id ${order} LIMIT @limit`;
+      const sort = `ORDER BY received_at ${order}, device_id ${order}, change_id ${order} LIMIT @limit`;
+      const where = filters.join(' AND ');
+      // The change log and the outcome log, each read in order by its own index, then merged.
+      const sql = `SELECT * FROM (SELECT change_id, device_id, user_id, table_name, row_id, op, payload, clock, outcome, seq, received_at, NULL AS message FROM change_log WHERE ${where} ${sort})
+        UNION ALL SELECT * FROM (SELECT change_id, device_id, user_id, table_name, row_id, op, NULL, clock, outcome, seq, received_at, message FROM push_outcomes WHERE ${where} ${sort})
+        ${sort}`;
       let statement = this.#changesCache.get(sql);
       if (!statement) this.#changesCache.set(sql, (statement = this.#db.prepare(sql)));
       const rows = statement.all(definedOnly({
-        projectId: query.projectId, table: query.table, row: query.row, userId: query.userId, deviceId: query.deviceId, op: query.op,
+        projectId: query.projectId, table: query.table, row: query.row, userId: query.userId, deviceId: query.deviceId, op: query.op, outcome: query.outcome,
         from: query.from, to: query.to, beforeAt: query.before?.receivedAt, beforeDevice: query.before?.deviceId, beforeChange: query.before?.changeId,
         limit: query.limit,
       })) as Array<{
         change_id: string; device_id: string; user_id: string; table_name: string; row_id: string; op: string; payload: string | null;
-        clock: string; outcome: string; seq: number | null; received_at: number;
+        clock: string; outcome: string; seq: number | null; received_at: number; message: string | null;
       }>;
       return rows.map((r) => ({
         changeId: r.change_id, deviceId: r.device_id, userId: r.user_id, table: r.table_name, row: r.row_id, op: r.op,
         values: r.payload === null ? null : (JSON.parse(r.payload) as Record<string, unknown>), clock: r.clock, outcome: r.outcome, seq: r.seq, receivedAt: r.received_at,
+        message: r.message,
       }));
+    });
+  }
+
+  logOutcomes(outcomes: readonly OutcomeRecord[]): Promise<void> {
+    return settle(() => {
+      if (outcomes.length === 0) return;
+      const receivedAt = Date.now();
+      this.#db.transaction(() => {
+        for (const outcome of outcomes) this.#statements.logOutcome.run({ ...outcome, receivedAt });
+      })();
     });
   }
 

@@ -43,6 +43,9 @@
  * - deleteUserData() removes a user's private rows, change log, conflicts and devices, and gives
  *   the deletion a seq of its own above which the user's scope starts over: a device of the user
  *   whose cursor is below it catches up with a re-sync, and drops the rows that are gone.
+ * - logOutcomes() keeps what names a duplicate or rejected change and why, never a rejected
+ *   change's values; changes() lists them with the logged changes, and compaction forgets them
+ *   with the change log's entries.
  * - The operators' reads (stats, users, changes, conflicts, activity, row history) never scan the
  *   change log to count: counts come from the per-minute activity the server adds as it goes.
  * - No read or write crosses a project, and pull() never returns a row outside the scopes asked for.
@@ -245,11 +248,35 @@ export interface ChangeRecord {
   readonly row: string;
   readonly op: string;
   readonly values: Record<string, unknown> | null;
+  /** '' for a rejected change whose clock could not be read. */
   readonly clock: string;
-  /** applied or superseded (a duplicate or rejected change is not logged again). */
+  /**
+   * applied or superseded (the change log); duplicate or rejected (the outcome log: a re-push of a
+   * change the log holds, and a change refused, with `message` saying why).
+   */
   readonly outcome: string;
   readonly seq: number | null;
   readonly receivedAt: number;
+  readonly message: string | null;
+}
+
+/**
+ * A pushed change that changed nothing and was not logged as a change: a duplicate, or one
+ * rejected (its values are never kept, only what names it and why it was refused).
+ */
+export interface OutcomeRecord {
+  readonly projectId: string;
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly changeId: string;
+  readonly table: string;
+  readonly row: string;
+  readonly op: string;
+  readonly clock: string;
+  readonly outcome: 'duplicate' | 'rejected';
+  /** The seq a duplicate got the first time. */
+  readonly seq: number | null;
+  readonly message: string | null;
 }
 
 /** Where a page of changes ends: the next page starts after it (newest first). */
@@ -266,6 +293,7 @@ export interface ChangeQuery {
   readonly userId?: string;
   readonly deviceId?: string;
   readonly op?: string;
+  readonly outcome?: string;
   /** received at or after (ms) */
   readonly from?: number;
   /** received at or before (ms) */
@@ -378,7 +406,10 @@ export interface Store {
   addActivity(samples: readonly ActivitySample[]): Promise<void>;
   /** The project's minutes in [from, to), oldest first, summed into buckets of `bucketMinutes`. */
   activity(projectId: string, from: number, to: number, bucketMinutes?: number): Promise<ActivitySample[]>;
+  /** The logged changes and the logged outcomes (duplicates, rejections), by the query, as one list. */
   changes(query: ChangeQuery): Promise<ChangeRecord[]>;
+  /** Keeps duplicates' and rejections' outcomes for the console, as long as the change log's entries. */
+  logOutcomes(outcomes: readonly OutcomeRecord[]): Promise<void>;
   conflicts(query: ConflictQuery): Promise<ConflictRecord[]>;
   /** The tables a project has rows in, with their counts. */
   tables(projectId: string): Promise<TableRecord[]>;
