@@ -6,12 +6,12 @@
  * order is commit order. synchronous=FULL: a push is acknowledged only once its commit is on disk.
  */
 import Database from 'better-sqlite3';
-import type { ClientChange, PushResult, RowChange } from '../../lib/protocol/change.js';
+import type { RowChange } from '../../lib/protocol/change.js';
 import { record, type ColumnValue } from '../../lib/protocol/values.js';
-import { hasUnseen, merge, type Conflict, type MergeContext, type RowState, type Strategy } from '../merge.js';
+import type { Conflict, RowState, Strategy } from '../merge.js';
+import { planPush, pushRows, toRowChange } from '../push-plan.js';
 import type { Retention } from '../limits.js';
 import {
-  scopeOf,
   DEFAULT_KID,
   type ActivitySample,
   type ChangeQuery,
@@ -37,7 +37,6 @@ import {
   type PushOutput,
   type RowsInput,
   type RowsOutput,
-  type ScopedRowChange,
   type ServiceKey,
   type Store,
   type StoredServiceKey,
@@ -219,6 +218,36 @@ function upgradeSchema(db: Database.Database): void {
   `);
 }
 
+/**
+ * The store's schema, version by version (SQLite's user_version holds the one a file is at): each
+ * migration brings version n to n + 1 in one transaction, run in order at open, so an upgrade of
+ * pocketsync-server never needs SQL by hand. A new schema change is a new entry at the end.
+ */
+const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
+  // 1 (2026-12): the tables as SCHEMA makes them; a file made before versions were kept (user_version
+  // 0, at any earlier shape) is brought up to them.
+  (db) => {
+    db.exec(SCHEMA);
+    upgradeSchema(db);
+  },
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`this store is at schema version ${version}, newer than this pocketsync-server's ${SCHEMA_VERSION}: run the newer server (a downgrade is not supported)`);
+  }
+  for (let next = version; next < SCHEMA_VERSION; next++) {
+    db.transaction(() => {
+      MIGRATIONS[next]!(db);
+      db.pragma(`user_version = ${next + 1}`);
+    }).immediate();
+  }
+}
+
 /** Rows removed per compaction statement: each chunk is one short transaction. */
 const COMPACT_CHUNK = 5000;
 /** How long device contacts wait to be written together. */
@@ -264,8 +293,12 @@ export class SqliteStore implements Store {
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
     this.#db.pragma('cache_size = -65536');
-    this.#db.exec(SCHEMA);
-    upgradeSchema(this.#db);
+    try {
+      migrate(this.#db);
+    } catch (error) {
+      this.#db.close();
+      throw error;
+    }
     const db = this.#db;
     // This process holds the only connection: no device is connected to it yet, whatever the
     // last one (stopped, or killed mid-run) left behind.
@@ -275,10 +308,12 @@ export class SqliteStore implements Store {
       project: db.prepare('SELECT id, secret, strategy, shared_tables, created_at FROM projects WHERE id = ?'),
       lastSeq: db.prepare('SELECT last_seq FROM projects WHERE id = ?').pluck(),
       setLastSeq: db.prepare('UPDATE projects SET last_seq = ? WHERE id = ?'),
-      seenChange: db.prepare('SELECT seq FROM change_log WHERE project_id = ? AND device_id = ? AND change_id = ?'),
+      pushProject: db.prepare('SELECT strategy, shared_tables, last_seq FROM projects WHERE id = ?'),
+      // One statement for the push's ids, each found by the primary key.
+      loggedChanges: db.prepare('SELECT change_id, seq FROM change_log WHERE project_id = ? AND device_id = ? AND change_id IN (SELECT value FROM json_each(?))'),
       logChange: db.prepare(
         `INSERT INTO change_log (project_id, change_id, device_id, user_id, table_name, row_id, op, payload, clock, outcome, seq, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, device_id, change_id) DO NOTHING`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       rowState: db.prepare('SELECT vals, clocks, seqs, deleted, delete_clock, last_seq FROM row_state WHERE project_id = ? AND scope = ? AND table_name = ? AND row_id = ?'),
       upsertRow: db.prepare(
@@ -505,81 +540,54 @@ export class SqliteStore implements Store {
     return settle(() => this.#push(input));
   }
 
+  /**
+   * The push algorithm (server/push-plan.ts) between this store's reads and writes, in one
+   * immediate transaction: this process holds the only connection, so that is the project's lock.
+   */
   #push(input: PushInput): PushOutput {
     const s = this.#statements;
     const run = this.#db.transaction((): PushOutput => {
-      const project = this.#project(input.projectId);
-      if (!project) throw new Error(`no such project: ${input.projectId}`);
-      let seq = s.lastSeq.get(project.id) as number;
-      const now = Date.now();
-      const context: MergeContext = { strategy: project.strategy, deviceCursor: input.deviceCursor, resolver: input.resolver };
-      // Under any rule but clock order the device cannot tell what the server decided: every row goes back.
-      const everyRow = project.strategy === 'server-wins' || project.strategy === 'client-wins' || input.resolver !== undefined;
-      const results: PushResult[] = [];
-      const conflicts: Conflict[] = [];
-      const touched = new Map<string, ScopedRowChange>();
-      // The rows of this push as they stand (read once, then kept current), and those the ack returns.
-      const states = new Map<string, RowState | null>();
-      const returned = new Map<string, { table: string; row: string }>();
-      for (const change of input.changes) {
-        const scope = scopeOf(project, change.table, input.userId);
-        const key = `${scope}\u0000${change.table}\u0000${change.row}`;
-        const current = states.has(key) ? (states.get(key) ?? null) : this.#rowState(project.id, scope, change);
-        const result = merge(current, change, seq + 1, context);
-        const changeSeq = result.effective ? seq + 1 : null;
-        const outcome = result.effective ? 'applied' : 'superseded';
-        const payload = change.values === undefined ? null : JSON.stringify(change.values);
-        // The change log's primary key is the idempotency check: a change id seen before is not
-        // logged again, and its merge result is thrown away (nothing else was written yet).
-        const logged = s.logChange.run(project.id, change.id, input.deviceId, input.userId, change.table, change.row, change.op, payload, change.clock, outcome, changeSeq, now);
-        if (logged.changes === 0) {
-          const seen = s.seenChange.get(project.id, input.deviceId, change.id) as { seq: number | null };
-          results.push({ id: change.id, outcome: 'duplicate', seq: seen.seq });
-          // Its first ack may have been lost, with the row state the device needed and the
-          // conflicts it was to be told of.
-          states.set(key, current);
-          if (current !== null) returned.set(key, change);
-          conflicts.push(...this.#conflictsOf(project.id, input.deviceId, change));
-          continue;
-        }
-        if (changeSeq !== null) seq = changeSeq;
-        if (result.effective || result.state !== current) {
-          // A new row's values are exactly the change's: reuse that JSON instead of writing it twice.
-          const values = current === null && payload !== null && !result.state.deleted ? payload : JSON.stringify(result.state.values);
-          this.#saveRow(project, scope, change, result.state, values, now);
-        }
-        states.set(key, result.state);
-        for (const conflict of result.conflicts) {
-          s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now, change.id, input.deviceId);
-        }
-        conflicts.push(...result.conflicts);
-        results.push({ id: change.id, outcome, seq: changeSeq });
-        // What the device derives from its own write and what it had applied, unless something here says otherwise.
-        const derivable = !everyRow && result.conflicts.length === 0 && (current === null || (!current.deleted && !hasUnseen(current, change, context)));
-        if (!derivable) returned.set(key, change);
-        if (changeSeq !== null) {
-          touched.delete(key); // re-insert so the map stays in seq order
-          touched.set(key, { scope, ...toRowChange(change.table, change.row, result.state) });
-        }
+      const found = s.pushProject.get(input.projectId) as { strategy: Strategy; shared_tables: string; last_seq: number } | undefined;
+      if (!found) throw new Error(`no such project: ${input.projectId}`);
+      const project = { id: input.projectId, strategy: found.strategy, sharedTables: JSON.parse(found.shared_tables) as string[] };
+      const logged = new Map<string, number | null>();
+      const conflictsOf = new Map<string, Conflict[]>();
+      const seen = s.loggedChanges.all(project.id, input.deviceId, JSON.stringify(input.changes.map((c) => c.id))) as Array<{ change_id: string; seq: number | null }>;
+      for (const { change_id: id, seq } of seen) {
+        logged.set(id, seq);
+        conflictsOf.set(id, this.#conflictsOf(project.id, input.deviceId, id));
       }
-      s.setLastSeq.run(seq, project.id);
-      const rows = [...returned].flatMap(([key, { table, row }]) => {
-        const state = states.get(key);
-        return state ? [toRowChange(table, row, state)] : [];
-      });
-      return { results, effective: [...touched.values()], conflicts, rows };
+      const rows = new Map<string, RowState>();
+      for (const row of pushRows(project, input.userId, input.changes)) {
+        const state = this.#rowState(project.id, row.scope, row.table, row.row);
+        if (state) rows.set(row.key, state);
+      }
+      const { writes, output } = planPush(input, { project, lastSeq: found.last_seq, logged, conflictsOf, rows });
+      const now = Date.now();
+      for (const { change, outcome, seq, payload } of writes.changes) {
+        s.logChange.run(project.id, change.id, input.deviceId, input.userId, change.table, change.row, change.op, payload, change.clock, outcome, seq, now);
+      }
+      for (const row of writes.rows) {
+        s.upsertRow.run(project.id, row.scope, row.table, row.row, row.values, JSON.stringify(row.state.clocks), JSON.stringify(row.state.seqs),
+          row.state.deleted ? 1 : 0, row.state.deleteClock, row.state.lastSeq, now);
+      }
+      for (const { change, conflict } of writes.conflicts) {
+        s.insertConflict.run(project.id, conflict.table, conflict.row, conflict.column, conflict.rule, JSON.stringify(conflict.losing), JSON.stringify(conflict.winning), now, change.id, input.deviceId);
+      }
+      s.setLastSeq.run(writes.lastSeq, project.id);
+      return output;
     });
     return run.immediate();
   }
 
   /** The conflicts recorded when `change` was first merged (for the ack of its re-push). */
-  #conflictsOf(projectId: string, deviceId: string, change: ClientChange): Conflict[] {
-    const rows = this.#statements.conflictsOfChange.all(projectId, deviceId, change.id) as ConflictRow[];
+  #conflictsOf(projectId: string, deviceId: string, changeId: string): Conflict[] {
+    const rows = this.#statements.conflictsOfChange.all(projectId, deviceId, changeId) as ConflictRow[];
     return rows.map(conflictOf);
   }
 
-  #rowState(projectId: string, scope: string, change: ClientChange): RowState | null {
-    const row = this.#statements.rowState.get(projectId, scope, change.table, change.row) as RowStateRecord | undefined;
+  #rowState(projectId: string, scope: string, table: string, rowId: string): RowState | null {
+    const row = this.#statements.rowState.get(projectId, scope, table, rowId) as RowStateRecord | undefined;
     if (!row) return null;
     return {
       values: record(JSON.parse(row.vals) as Record<string, ColumnValue>),
@@ -589,11 +597,6 @@ export class SqliteStore implements Store {
       deleted: row.deleted === 1,
       deleteClock: row.delete_clock,
     };
-  }
-
-  #saveRow(project: Project, scope: string, change: ClientChange, state: RowState, values: string, now: number): void {
-    this.#statements.upsertRow.run(project.id, scope, change.table, change.row, values, JSON.stringify(state.clocks), JSON.stringify(state.seqs),
-      state.deleted ? 1 : 0, state.deleteClock, state.lastSeq, now);
   }
 
   pull(input: PullInput): Promise<PullOutput> {
@@ -1011,11 +1014,4 @@ function storedRowChange(table: string, row: string, r: Omit<RowStateRecord, 'se
     deleted: r.deleted === 1,
     deleteClock: r.delete_clock,
   });
-}
-
-function toRowChange(table: string, row: string, state: RowState): RowChange {
-  const seq = state.lastSeq;
-  return state.deleted
-    ? { seq, table, row, deleted: true, ...(state.deleteClock !== null ? { deleteClock: state.deleteClock } : {}) }
-    : { seq, table, row, deleted: false, values: state.values, clocks: state.clocks };
 }
