@@ -21,12 +21,12 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { randomHex } from '../worker/random.js';
 import { bearer, sameSecret } from './auth.js';
 import { parse, ServerError } from './errors.js';
-import { FailureLimit } from './limits.js';
+import { DEFAULT_LIMITS, FailureLimit } from './limits.js';
 
 export const SESSION_COOKIE = 'pocketsync_admin';
 export const SESSION_MS = 12 * 3600 * 1000;
 /** Failed sign-ins one client address may make per minute. */
-export const SIGN_IN_FAILURES_PER_MINUTE = 5;
+export const SIGN_IN_FAILURES_PER_MINUTE = DEFAULT_LIMITS.adminKeyFailuresPerMinute;
 const MAX_SESSIONS = 10_000;
 
 const SignInSchema = v.strictObject({ key: v.pipe(v.string(), v.maxLength(1000, 'a key is at most 1000 characters')) });
@@ -35,10 +35,11 @@ export class AdminSessions {
   readonly #sessions = new Map<string, number>();
   readonly #ttlMs: number;
   /** Wrong admin keys per client address, at sign-in and in an Authorization header alike. */
-  readonly failures = new FailureLimit(SIGN_IN_FAILURES_PER_MINUTE, 60_000);
+  readonly failures: FailureLimit;
 
-  constructor(ttlMs = SESSION_MS) {
+  constructor(ttlMs = SESSION_MS, failuresPerMinute = SIGN_IN_FAILURES_PER_MINUTE) {
     this.#ttlMs = ttlMs;
+    this.failures = new FailureLimit(failuresPerMinute, 60_000);
   }
 
   create(now = Date.now()): { token: string; expiresAt: number } {
@@ -136,7 +137,7 @@ export function mountSessions(app: Hono, adminKey: string, sessions: AdminSessio
 /**
  * The admin key, checked against the address's failures first: from the check to the count of a
  * failure nothing else runs, so however many guesses arrive at once, at most
- * SIGN_IN_FAILURES_PER_MINUTE of them are tried.
+ * limits.adminKeyFailuresPerMinute of them are tried.
  */
 function checkKey(c: Context, sessions: AdminSessions, given: string | undefined, adminKey: string, wrong: string): void {
   const address = clientAddress(c);

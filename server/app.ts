@@ -119,7 +119,7 @@ export function createApp(options: AppOptions): Hono {
     }),
   );
 
-  const sessions = options.sessions ?? new AdminSessions();
+  const sessions = options.sessions ?? new AdminSessions(undefined, limits.adminKeyFailuresPerMinute);
   const admin = adminAccess(options.adminKey, sessions);
   app.use('/v1/admin/*', admin);
   app.use('/metrics', admin);

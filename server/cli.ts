@@ -52,6 +52,7 @@ const TUNABLES: Record<string, { kind: Kind; limit?: keyof ServerLimits; retenti
   'header-timeout': { kind: 'duration', limit: 'headersTimeoutMs', help: "an HTTP request's headers must arrive within this" },
   'request-timeout': { kind: 'duration', limit: 'requestTimeoutMs', help: 'a whole HTTP request must arrive within this' },
   'max-token-lifetime': { kind: 'duration', limit: 'maxTokenLifetimeSeconds', help: 'refuse tokens that expire later than this from now' },
+  'admin-key-failures-per-minute': { kind: 'count', limit: 'adminKeyFailuresPerMinute', help: 'wrong admin keys one address may try per minute' },
   'change-retention': { kind: 'duration', retention: 'changeLogMs', help: 'keep change-log entries (duplicate detection) this long' },
   'conflict-retention': { kind: 'duration', retention: 'conflictsMs', help: 'keep recorded conflicts this long' },
   'tombstone-retention': { kind: 'duration', retention: 'tombstonesMs', help: "keep deleted rows' tombstones this long; older cursors re-sync" },

@@ -24,6 +24,8 @@ export interface ServerLimits {
   readonly requestTimeoutMs: number;
   /** The longest a user token may still be valid for when it is presented (its exp - now). */
   readonly maxTokenLifetimeSeconds: number;
+  /** Wrong admin keys one client address may try per minute (sign-in and Authorization alike). */
+  readonly adminKeyFailuresPerMinute: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -35,6 +37,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   maxTokenLifetimeSeconds: 30 * 24 * 3600,
+  adminKeyFailuresPerMinute: 5,
 };
 
 /**

@@ -38,7 +38,7 @@ const TIMEOUT_MS = CI ? 240_000 : 60_000;
 const SEED = process.env.FUZZ_SEED === undefined ? {} : { seed: Number(process.env.FUZZ_SEED) };
 const ADMIN = 'admin-key-for-the-fuzz-test';
 /** No rate or connection limit hides the handler: thousands of hellos and frames a second are fine. */
-const NO_RATE_LIMITS: Partial<ServerLimits> = { hellosPerMinute: 1e9, requestsPerSecond: 1e9, maxConnectionsPerUser: 1e6, maxConnectionsPerAddress: 1e6 };
+const NO_RATE_LIMITS: Partial<ServerLimits> = { hellosPerMinute: 1e9, requestsPerSecond: 1e9, maxConnectionsPerUser: 1e6, maxConnectionsPerAddress: 1e6, adminKeyFailuresPerMinute: 1e9 };
 const KINDS: readonly string[] = Object.values(ErrorKind);
 /** The codes a socket may close with: the protocol's (close-codes.ts), and `ws`'s for broken frames. */
 const CLOSE_CODES: readonly number[] = [...Object.values(CloseCode), 1002, 1003, 1007, 1008, 1009];
