@@ -18,6 +18,7 @@ import { randomHex } from '../worker/random.js';
 import { IdSchema } from '../lib/protocol/values.js';
 import { DEFAULT_LIMITS, DEFAULT_RETENTION, parseDuration, type Retention, type ServerLimits } from './limits.js';
 import { createServer } from './server.js';
+import { PostgresStore } from './store/postgres-store.js';
 
 /** The dev project the demo uses, with the demo's shared table. */
 export const DEMO_PROJECT = 'demo';
@@ -34,6 +35,7 @@ const BASIC: Record<string, Flag> = {
   port: { value: 'N', env: 'PORT', fallback: '8787', help: 'listen on port N (0 picks a free one)' },
   host: { value: 'HOST', env: 'HOST', fallback: '127.0.0.1', help: 'listen on this address (0.0.0.0 for every interface)' },
   'data-dir': { value: 'DIR', fallback: '.pocketsync', help: 'where the embedded store keeps its file and the admin key' },
+  store: { value: 'URL', env: 'POCKETSYNC_DATABASE_URL', fallback: 'the embedded store in DIR', help: 'keep the data in PostgreSQL instead: postgres://user@host:5432/db' },
   'admin-key': { value: 'KEY', fallback: 'generated at the first start, kept in DIR', help: 'the key of the admin routes' },
   'cors-origin': { value: 'LIST', fallback: 'none', help: 'comma-separated origins whose pages may call the HTTP API (https://app.example.com; * for any)' },
   dev: { fallback: 'off', help: 'dev mode: mints user tokens for the dev project, allows localhost origins (POCKETSYNC_DEV=1)' },
@@ -78,6 +80,9 @@ for (const origin of corsOrigins) {
   if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) usage(`--cors-origin takes origins like https://app.example.com (no path), not ${JSON.stringify(origin)}`);
 }
 
+const storeUrl = setting('store');
+if (storeUrl !== undefined && !/^postgres(ql)?:\/\//.test(storeUrl)) usage(`--store takes a postgres:// URL, not ${JSON.stringify(storeUrl)}`);
+
 const limits: Record<string, number> = {};
 const retention: Record<string, number> = {};
 for (const [flag, tunable] of Object.entries(TUNABLES)) {
@@ -98,8 +103,16 @@ mkdirSync(dataDir, { recursive: true });
 const adminKey = setting('admin-key') ?? storedAdminKey(dataDir);
 const staticDir = setting('static');
 
+const store = storeUrl === undefined ? undefined : new PostgresStore({ connectionString: storeUrl });
+try {
+  await store?.ready();
+} catch (error) {
+  console.error(`pocketsync-server: PostgreSQL at ${storeUrl?.replace(/\/\/[^@]*@/, '//…@')} could not be used: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
 const server = await createServer({
   dataDir,
+  ...(store ? { store } : {}),
   port,
   host,
   adminKey,
@@ -112,7 +125,7 @@ const server = await createServer({
 if (dev && !(await server.store.getProject(devProject))) {
   await server.store.createProject({ id: devProject, secret: randomHex(32), ...(devProject === DEMO_PROJECT ? { sharedTables: ['shared_todos'] } : {}) });
 }
-console.log(`PocketSync server: ${server.url} (data in ${dataDir}${dev ? `, dev mode: project ${devProject}` : ''})`);
+console.log(`PocketSync server: ${server.url} (data in ${store ? 'PostgreSQL' : dataDir}${dev ? `, dev mode: project ${devProject}` : ''})`);
 if (staticDir) console.log(`Demo: ${server.url}`);
 if (server.consoleUrl) console.log(`Console: ${server.consoleUrl} (sign in with the admin key${setting('admin-key') ? ' you gave' : `, kept in ${join(dataDir, 'admin-key')}`})`);
 console.log('Press Ctrl+C to stop.');
@@ -123,7 +136,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: stopping`);
-    void server.close().then(() => process.exit(0));
+    void server.close().then(() => store?.close()).then(() => process.exit(0));
   });
 }
 

@@ -117,6 +117,7 @@ it.each([
   [['--max-connections-per-user', '0'], /^pocketsync-server: --max-connections-per-user must be a whole number of at least 1, not "0" \(see --help\)\n$/],
   [['--cors-origin', 'app.example.com/path'], /^pocketsync-server: --cors-origin takes origins like .+ \(see --help\)\n$/],
   [['--dev', '--dev-project', 'no spaces'], /^pocketsync-server: --dev-project must be a project id .+ \(see --help\)\n$/],
+  [['--store', 'mysql://root@localhost/db'], /^pocketsync-server: --store takes a postgres:\/\/ URL, not "mysql:\/\/root@localhost\/db" \(see --help\)\n$/],
 ])('%j is one clear line on stderr and exit code 2', async (args, message) => {
   const { code, stdout, stderr } = await run(args, { POCKETSYNC_DATA_DIR: join(root, 'unused') });
   expect(stderr).toMatch(message);

@@ -6,10 +6,9 @@
  * order is commit order. synchronous=FULL: a push is acknowledged only once its commit is on disk.
  */
 import Database from 'better-sqlite3';
-import type { RowChange } from '../../lib/protocol/change.js';
-import { record, type ColumnValue } from '../../lib/protocol/values.js';
 import type { Conflict, RowState, Strategy } from '../merge.js';
-import { planPush, pushRows, toRowChange } from '../push-plan.js';
+import { planPush, pushRows } from '../push-plan.js';
+import { conflictOf, DEVICE_COLUMNS, deviceRecord, rowStateOf, storedRowChange, type ConflictRow, type DeviceRow, type RowStateRecord } from './records.js';
 import type { Retention } from '../limits.js';
 import {
   DEFAULT_KID,
@@ -253,24 +252,6 @@ const COMPACT_CHUNK = 5000;
 /** How long device contacts wait to be written together. */
 const TOUCH_FLUSH_MS = 250;
 const MAX_CACHED_OWNERS = 100_000;
-
-interface ConflictRow {
-  table_name: string;
-  row_id: string;
-  column_name: string | null;
-  rule: string;
-  losing: string;
-  winning: string;
-}
-
-interface RowStateRecord {
-  vals: string;
-  clocks: string;
-  seqs: string;
-  deleted: number;
-  delete_clock: string | null;
-  last_seq: number;
-}
 
 export class SqliteStore implements Store {
   readonly #db: Database.Database;
@@ -588,15 +569,7 @@ export class SqliteStore implements Store {
 
   #rowState(projectId: string, scope: string, table: string, rowId: string): RowState | null {
     const row = this.#statements.rowState.get(projectId, scope, table, rowId) as RowStateRecord | undefined;
-    if (!row) return null;
-    return {
-      values: record(JSON.parse(row.vals) as Record<string, ColumnValue>),
-      clocks: record(JSON.parse(row.clocks) as Record<string, string>),
-      seqs: record(JSON.parse(row.seqs) as Record<string, number>),
-      lastSeq: row.last_seq,
-      deleted: row.deleted === 1,
-      deleteClock: row.delete_clock,
-    };
+    return row ? rowStateOf(row) : null;
   }
 
   pull(input: PullInput): Promise<PullOutput> {
@@ -969,31 +942,6 @@ export class SqliteStore implements Store {
   }
 }
 
-function conflictOf(row: ConflictRow): Conflict {
-  return {
-    table: row.table_name,
-    row: row.row_id,
-    column: row.column_name,
-    rule: row.rule as Conflict['rule'],
-    losing: JSON.parse(row.losing) as Conflict['losing'],
-    winning: JSON.parse(row.winning) as Conflict['winning'],
-  };
-}
-
-const DEVICE_COLUMNS = 'project_id, device_id, user_id, cursor, online, first_seen, last_seen, pending, quarantined, app_version, library, protocol_version, user_agent';
-
-interface DeviceRow {
-  project_id: string; device_id: string; user_id: string; cursor: number; online: number; first_seen: number; last_seen: number;
-  pending: number | null; quarantined: number | null; app_version: string | null; library: string | null; protocol_version: number | null; user_agent: string | null;
-}
-
-function deviceRecord(r: DeviceRow): DeviceRecord {
-  return {
-    projectId: r.project_id, deviceId: r.device_id, userId: r.user_id, cursor: r.cursor, online: r.online === 1, firstSeen: r.first_seen, lastSeen: r.last_seen,
-    pending: r.pending, quarantined: r.quarantined, appVersion: r.app_version, library: r.library, protocolVersion: r.protocol_version, userAgent: r.user_agent,
-  };
-}
-
 /** Named parameters without the undefined ones (better-sqlite3 refuses an undefined binding). */
 function definedOnly(params: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(params).filter(([, value]) => value !== undefined));
@@ -1002,16 +950,4 @@ function definedOnly(params: Record<string, unknown>): Record<string, unknown> {
 /** Runs synchronous store work and hands back a promise, with a throw becoming a rejection. */
 function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
-}
-
-/** A stored row as it goes out (a catch-up page, a backend read): no per-column seqs needed. */
-function storedRowChange(table: string, row: string, r: Omit<RowStateRecord, 'seqs'>): RowChange {
-  return toRowChange(table, row, {
-    values: JSON.parse(r.vals) as Record<string, ColumnValue>,
-    clocks: JSON.parse(r.clocks) as Record<string, string>,
-    seqs: {},
-    lastSeq: r.last_seq,
-    deleted: r.deleted === 1,
-    deleteClock: r.delete_clock,
-  });
 }

@@ -1,0 +1,69 @@
+/**
+ * The store contract on PostgreSQL (server/store/postgres-store.ts): the conformance suite, each
+ * test on a schema of its own in the database at POCKETSYNC_TEST_DATABASE_URL (the machine's
+ * PostgreSQL by default), dropped afterwards. PostgreSQL must be there: CI starts it, and a run
+ * without it fails rather than skipping.
+ */
+import pg from 'pg';
+import { afterAll, expect, it } from 'vitest';
+import { POSTGRES_SCHEMA_VERSION, PostgresStore } from '../server/store/postgres-store.js';
+import { mintUserToken } from '../server/auth.js';
+import { createServer } from '../server/server.js';
+import { todoSchema } from './helpers/engine.js';
+import { openInstance, waitFor } from './helpers/instance.js';
+import { describeStore } from './store-conformance.js';
+
+const URL_ = process.env.POCKETSYNC_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const schemas: string[] = [];
+let n = 0;
+
+function open(): Promise<PostgresStore> {
+  const schema = `ps_test_${process.pid}_${Date.now().toString(36)}_${++n}`;
+  schemas.push(schema);
+  const store = new PostgresStore({ connectionString: URL_, schema, max: 4 });
+  return store.ready().then(() => store);
+}
+
+afterAll(async () => {
+  const client = new pg.Client({ connectionString: URL_ });
+  await client.connect();
+  for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await client.end();
+});
+
+describeStore('postgres', open);
+
+it('migrates a new schema to the current version, and a second store on it changes nothing', async () => {
+  const first = await open();
+  const schema = schemas.at(-1)!;
+  await first.createProject({ id: 'p', secret: 's'.repeat(32) });
+  const second = new PostgresStore({ connectionString: URL_, schema });
+  await second.ready();
+  expect((await second.getProject('p'))?.id).toBe('p');
+  const client = new pg.Client({ connectionString: URL_ });
+  await client.connect();
+  expect((await client.query(`SELECT version FROM ${schema}.pocketsync_schema`)).rows).toEqual([{ version: POSTGRES_SCHEMA_VERSION }]);
+  await client.end();
+  await Promise.all([first.close(), second.close()]);
+});
+
+it('serves sync on PostgreSQL: two real devices converge through the real server', async () => {
+  const store = await open();
+  const project = await store.createProject({ id: 'p', secret: 's'.repeat(32) });
+  const server = await createServer({ store, adminKey: 'admin', log: null });
+  const [a, b] = await Promise.all([
+    openInstance({ schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: () => mintUserToken(project, 'ann') }),
+    openInstance({ schema: todoSchema, serverUrl: server.url, projectId: 'p', authToken: () => mintUserToken(project, 'ann') }),
+  ]);
+  try {
+    for (let i = 0; i < 20; i++) await a.database.execute('INSERT INTO todos (title, done) VALUES (?, 0)', [`todo ${i}`]);
+    await waitFor(async () => (await b.database.query<{ n: number }>('SELECT count(*) AS n FROM todos'))[0]?.n === 20, 20_000, 'B to hold A’s 20 todos');
+    await b.database.execute("UPDATE todos SET done = 1 WHERE title = 'todo 3'");
+    await waitFor(async () => (await a.database.query<{ done: number }>("SELECT done FROM todos WHERE title = 'todo 3'"))[0]?.done === 1, 20_000, 'A to see B’s edit');
+    expect(await store.currentSeq('p')).toBe(21);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await server.close();
+    await store.close();
+  }
+});
