@@ -67,3 +67,35 @@ it('serves sync on PostgreSQL: two real devices converge through the real server
     await store.close();
   }
 });
+
+it('pushes from several stores at once (as several processes would) get gap-free seqs in commit order', async () => {
+  const first = await open();
+  const schema = schemas.at(-1)!;
+  await first.createProject({ id: 'p', secret: 's'.repeat(32) });
+  const others = [new PostgresStore({ connectionString: URL_, schema, max: 4 }), new PostgresStore({ connectionString: URL_, schema, max: 4 })];
+  const stores = [first, ...others];
+  try {
+    let n = 0;
+    const pushes = Array.from({ length: 30 }, (_, i) => {
+      const store = stores[i % stores.length]!;
+      const changes = Array.from({ length: 10 }, () => {
+        n++;
+        return { id: `c${n}`, table: 'todos', row: `r${n}`, op: 'insert' as const, clock: `${String(1_000_000 + n).padStart(21, '0')}-d${i}`, values: { title: `t${n}` } };
+      });
+      return store.push({ projectId: 'p', userId: 'u', deviceId: `d${i}`, deviceCursor: 0, changes });
+    });
+    const outs = await Promise.all(pushes);
+    const seqs = outs.flatMap((out) => out.results.map((r) => r.seq!));
+    expect([...seqs].sort((x, y) => x - y)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    // Each push's seqs are one run: nothing of another push committed in between.
+    for (const out of outs) {
+      const own = out.results.map((r) => r.seq!);
+      expect(own).toEqual(Array.from({ length: 10 }, (_, i) => own[0]! + i));
+    }
+    const pulled = await first.pull({ projectId: 'p', scopes: ['shared', 'user:u'], cursor: 0, limit: 1000 });
+    expect(pulled.changes.map((c) => c.seq)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(await others[1]!.currentSeq('p')).toBe(300);
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+  }
+});
