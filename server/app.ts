@@ -37,7 +37,7 @@ import { parse, ServerError } from './errors.js';
 import { acceptPush, claimDevice, HttpPushEnvelopeSchema, knownProject, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
 import { randomHex } from '../worker/random.js';
 import { SharedTablesSchema, StrategySchema, type Resolver } from './merge.js';
-import { scopesOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
+import { scopesOf, type Project, type PushOutput, type Store } from './store/store.js';
 
 export interface AppOptions {
   readonly store: Store;
@@ -52,8 +52,8 @@ export interface AppOptions {
   readonly limits?: ServerLimits;
   /** Pushes and pulls per user and project (shared with the sockets' frames); none when absent. */
   readonly requests?: RateLimiter;
-  /** Called after each commit with its effective changes, in seq order (the fan-out listens). */
-  readonly onCommit?: (projectId: string, changes: readonly ScopedRowChange[]) => void;
+  /** Called after each commit (its effective changes and seq range), in seq order: the fan-out listens. */
+  readonly onCommit?: (projectId: string, out: PushOutput) => void;
   /** Read by `GET /metrics` (admin key); none when absent. */
   readonly metrics?: Metrics;
   /** Counts each push as it is served (defaults to `metrics`). */
@@ -163,7 +163,7 @@ export function createApp(options: AppOptions): Hono {
       changes: body.changes,
       resolver: options.resolver,
     }, observe);
-    if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
+    options.onCommit?.(project.id, out);
     return c.json(ack);
   });
 

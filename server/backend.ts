@@ -34,12 +34,12 @@ import { bearer, sameSecret } from './auth.js';
 import { parse, ServerError } from './errors.js';
 import type { Resolver } from './merge.js';
 import { acceptPush, knownProject, SERVER_DEVICE_PREFIX, type PushObserver } from './push.js';
-import { scopeOf, type Project, type ScopedRowChange, type Store } from './store/store.js';
+import { scopeOf, type Project, type PushOutput, type Store } from './store/store.js';
 
 export interface BackendOptions {
   readonly store: Store;
   readonly resolver?: Resolver | undefined;
-  readonly onCommit?: ((projectId: string, changes: readonly ScopedRowChange[]) => void) | undefined;
+  readonly onCommit?: ((projectId: string, out: PushOutput) => void) | undefined;
   readonly metrics?: PushObserver | undefined;
   readonly readJson: (c: Context) => Promise<unknown>;
 }
@@ -167,7 +167,7 @@ export function mountBackend(app: Hono, options: BackendOptions): void {
       return [{ id, table: change.table, row: change.id, op: change.operation, clock: clock.now(), ...values, base }];
     });
     const { out, ack } = await acceptPush(store, { projectId: project.id, userId: body.user, deviceId, deviceCursor: base, changes, resolver: options.resolver }, options.metrics);
-    if (out.effective.length > 0) options.onCommit?.(project.id, out.effective);
+    options.onCommit?.(project.id, out);
     let next = 0;
     const { type: _type, results, ...rest } = ack;
     return c.json({ results: refused.map((slot) => slot ?? (results[next++] as PushResult)), ...rest });

@@ -142,7 +142,7 @@ export function planPush(input: PushInput, reads: PushReads): { writes: PushWrit
   });
   return {
     writes: { changes: newChanges, rows: [...saved.values()], conflicts: newConflicts, lastSeq: seq },
-    output: { results, effective: [...touched.values()], conflicts, rows },
+    output: { results, effective: [...touched.values()], conflicts, rows, range: { from: reads.lastSeq, to: seq } },
   };
 }
 

@@ -23,7 +23,8 @@ import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { LIMITS } from '../lib/protocol/up.js';
 import { createApp } from './app.js';
 import type { CorsOptions } from './cors.js';
-import { Hub } from './hub.js';
+import { Hub, type Subscriber } from './hub.js';
+import { Sequencer } from './sequencer.js';
 import { Metrics } from './metrics.js';
 import { DEFAULT_LIMITS, DEFAULT_RETENTION, RateLimiter, type Retention, type ServerLimits } from './limits.js';
 import { findProject, observeAll } from './push.js';
@@ -32,7 +33,7 @@ import type { Resolver } from './merge.js';
 import { SyncSocket, type SocketDeps } from './socket.js';
 import { mountConsole } from './static-site.js';
 import { SqliteStore } from './store/sqlite-store.js';
-import type { Store } from './store/store.js';
+import type { PushOutput, Store } from './store/store.js';
 
 export interface ServerOptions {
   /** Where the embedded store keeps its file (created if missing). Ignored when `store` is given. */
@@ -81,12 +82,20 @@ export interface RunningServer {
 const SYNC_PATH = /^\/v1\/projects\/([^/]+)\/sync$/;
 
 export async function createServer(options: ServerOptions): Promise<RunningServer> {
-  const store = options.store ?? openDataDir(options.dataDir ?? '.pocketsync');
+  const store: Store = options.store ?? openDataDir(options.dataDir ?? '.pocketsync');
   const hub = new Hub();
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const retention: Retention = { ...DEFAULT_RETENTION, ...options.retention };
   const log = options.log === null ? () => undefined : (options.log ?? ((line) => console.log(JSON.stringify({ time: new Date().toISOString(), ...line }))));
   const requests = new RateLimiter(limits.requestsPerSecond, 1);
+  // A store several processes share tells of the others' commits: all commits then reach the hub
+  // through the sequencer, in seq order; an embedded store's commits are this process's alone.
+  const sequencer = store.watchCommits ? new Sequencer((projectId, changes, from) => hub.publish(projectId, changes, from), (projectId, range) => store.committed(projectId, range)) : null;
+  const stopWatching = store.watchCommits ? await store.watchCommits((projectId, range) => sequencer!.remote(projectId, range)) : null;
+  const publish = (projectId: string, out: PushOutput, from?: Subscriber): void => {
+    if (sequencer) sequencer.local(projectId, out.range, out.effective, from);
+    else if (out.effective.length > 0) hub.publish(projectId, out.effective, from);
+  };
   const metrics = new Metrics(() => hub.connectionsByProject());
   const activity = new Activity(store, () => hub.connectionsByProject());
   const observe = observeAll(metrics, activity);
@@ -102,12 +111,13 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     observe,
     hub,
     activity,
-    onCommit: (projectId, changes) => hub.publish(projectId, changes),
+    onCommit: (projectId, out) => publish(projectId, out),
     log,
   });
   const deps: SocketDeps = {
     store,
     hub,
+    publish,
     resolver: options.resolver,
     batchSize: options.batchSize ?? 1000,
     limits,
@@ -217,6 +227,8 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     compact,
     close: async () => {
       clearInterval(compactTimer);
+      sequencer?.stop();
+      await stopWatching?.();
       await compacting;
       await activity.close();
       await new Promise<void>((resolve) => {

@@ -25,11 +25,13 @@ import type { Hub, Subscriber } from './hub.js';
 import type { RateLimiter, ServerLimits } from './limits.js';
 import type { Resolver } from './merge.js';
 import type { RowChange } from '../lib/protocol/change.js';
-import { scopesOf, type DeviceContact, type Project, type PullOutput, type Store } from './store/store.js';
+import { scopesOf, type DeviceContact, type Project, type PullOutput, type PushOutput, type Store } from './store/store.js';
 
 export interface SocketDeps {
   readonly store: Store;
   readonly hub: Hub;
+  /** Hands a commit's effective changes to the fan-out, in seq order (server.ts). */
+  readonly publish: (projectId: string, out: PushOutput, from: Subscriber) => void;
   readonly resolver?: Resolver | undefined;
   readonly batchSize: number;
   readonly limits: ServerLimits;
@@ -308,7 +310,7 @@ export class SyncSocket {
       resolver: this.#deps.resolver,
     }, this.#deps.metrics);
     this.#send(ack);
-    if (out.effective.length > 0) this.#deps.hub.publish(this.#project.id, out.effective, subscriber);
+    this.#deps.publish(this.#project.id, out, subscriber);
     for (const conflict of out.conflicts) this.#deps.log({ event: 'conflict', project: this.#project.id, ...conflict });
   }
 

@@ -20,7 +20,7 @@ let committed: ScopedRowChange[];
 beforeEach(async () => {
   store = new SqliteStore(':memory:');
   committed = [];
-  app = createApp({ store, adminKey: ADMIN, devProject: 'p1', onCommit: (_p, changes) => committed.push(...changes) });
+  app = createApp({ store, adminKey: ADMIN, devProject: 'p1', onCommit: (_p, out) => committed.push(...out.effective) });
   p1 = await store.createProject({ id: 'p1', secret: 'p1-secret-p1-secret-p1-secret-p1-secret', sharedTables: ['lists'] });
   p2 = await store.createProject({ id: 'p2', secret: 'p2-secret-p2-secret-p2-secret-p2-secret' });
 });

@@ -11,6 +11,7 @@
  * way on both stores. Values are kept as the wire's JSON text, exactly as received.
  */
 import pg from 'pg';
+import { randomHex } from '../../worker/random.js';
 import type { Conflict, RowState, Strategy } from '../merge.js';
 import type { Retention } from '../limits.js';
 import { planPush, pushRows } from '../push-plan.js';
@@ -25,6 +26,8 @@ import {
   type ConflictRecord,
   type DeviceContact,
   type DeviceQuery,
+  type ScopedRowChange,
+  type SeqRange,
   type DeviceRecord,
   type NewProject,
   type OutcomeRecord,
@@ -116,11 +119,18 @@ export class PostgresStore implements Store {
   /** Signing keys used since the last flush: project and kid → when. */
   readonly #keyUses = new Map<string, number>();
   #keyTimer: ReturnType<typeof setTimeout> | null = null;
+  readonly #connectionString: string;
+  /** Who this store is in the commit notices (its own are not told back to it). */
+  readonly #instance = randomHex(8);
+  /** The commits channel: one per schema, so that stores of other schemas hear none of them. */
+  readonly #channel: string;
 
   constructor(options: PostgresStoreOptions) {
     const schema = options.schema ?? 'public';
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`a schema name is lowercase letters, digits and _, not ${JSON.stringify(schema)}`);
     this.#schema = schema;
+    this.#connectionString = options.connectionString;
+    this.#channel = `pocketsync_commits_${schema}`;
     this.#pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types: TYPES, options: `-c search_path=${schema}` });
     // A connection error of an idle client is the pool's to handle (it drops the client); said, never thrown.
     this.#pool.on('error', (error) => console.error(JSON.stringify({ event: 'error', kind: 'internal', message: `PostgreSQL: ${error.message}` })));
@@ -326,6 +336,7 @@ export class PostgresStore implements Store {
       const devices = await count('DELETE FROM devices WHERE project_id = $1 AND user_id = $2', [projectId, userId]);
       const seq = (project.rows[0]?.last_seq ?? 0) + 1;
       await db.query('UPDATE projects SET last_seq = $1 WHERE id = $2', [seq, projectId]);
+      await this.#notify(db, projectId, { from: seq - 1, to: seq });
       await db.query(
         'INSERT INTO scope_horizons (project_id, scope, horizon) VALUES ($1, $2, $3) ON CONFLICT (project_id, scope) DO UPDATE SET horizon = greatest(scope_horizons.horizon, excluded.horizon)',
         [projectId, scope, seq],
@@ -512,6 +523,7 @@ export class PostgresStore implements Store {
         );
       }
       await db.query('UPDATE projects SET last_seq = $1 WHERE id = $2', [writes.lastSeq, project.id]);
+      await this.#notify(db, project.id, output.range);
       return output;
     });
   }
@@ -593,6 +605,57 @@ export class PostgresStore implements Store {
 
   async deleteServiceKey(projectId: string, id: string): Promise<boolean> {
     return (await this.#query('DELETE FROM service_keys WHERE project_id = $1 AND id = $2 RETURNING id', [projectId, id])).length === 1;
+  }
+
+  async committed(projectId: string, range: SeqRange): Promise<ScopedRowChange[]> {
+    const rows = await this.#query<Omit<RowStateRecord, 'seqs'> & { scope: string; table_name: string; row_id: string }>(
+      'SELECT scope, table_name, row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state WHERE project_id = $1 AND last_seq > $2 AND last_seq <= $3 ORDER BY last_seq',
+      [projectId, range.from, range.to],
+    );
+    return rows.map((r) => ({ scope: r.scope, ...storedRowChange(r.table_name, r.row_id, r) }));
+  }
+
+  /**
+   * LISTEN on the commits channel with a connection of its own. A notice names the committing
+   * process, the project and the seq range (well under PostgreSQL's 8,000-byte payload limit); this
+   * process's own are left out. A dropped connection is made again, with back-off; what was
+   * committed meanwhile shows as a gap, which the caller reads.
+   */
+  async watchCommits(listener: (projectId: string, range: SeqRange) => void): Promise<() => Promise<void>> {
+    await this.#ready;
+    let stopped = false;
+    let client: pg.Client | null = null;
+    let delay = 100;
+    const connect = async (): Promise<void> => {
+      const next = new pg.Client({ connectionString: this.#connectionString });
+      next.on('notification', (message) => {
+        const [origin, projectId, from, to] = (message.payload ?? '').split(' ');
+        if (origin === this.#instance || !projectId) return;
+        listener(projectId, { from: Number(from), to: Number(to) });
+      });
+      next.on('error', () => undefined);
+      next.on('end', () => {
+        if (stopped) return;
+        client = null;
+        setTimeout(() => void connect().catch(() => undefined), delay);
+        delay = Math.min(delay * 2, 5000);
+      });
+      await next.connect();
+      await next.query(`LISTEN ${this.#channel}`);
+      if (stopped) return void (await next.end());
+      client = next;
+      delay = 100;
+    };
+    await connect();
+    return async () => {
+      stopped = true;
+      await client?.end();
+    };
+  }
+
+  /** Tells the other processes of a commit, in its transaction (PostgreSQL sends it at the commit, in commit order). */
+  async #notify(db: Queryable, projectId: string, range: SeqRange): Promise<void> {
+    if (range.to > range.from) await db.query('SELECT pg_notify($1, $2)', [this.#channel, `${this.#instance} ${projectId} ${range.from} ${range.to}`]);
   }
 
   async currentSeq(projectId: string): Promise<number> {

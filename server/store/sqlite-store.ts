@@ -19,6 +19,8 @@ import {
   type ConflictQuery,
   type ConflictRecord,
   type DeviceQuery,
+  type ScopedRowChange,
+  type SeqRange,
   type OutcomeRecord,
   type ProjectStats,
   type SigningKey,
@@ -352,6 +354,9 @@ export class SqliteStore implements Store {
         `SELECT project_id, (minute / CAST(@bucket AS INTEGER)) * CAST(@bucket AS INTEGER) AS minute, sum(pushes) AS pushes, sum(changes) AS changes, sum(applied) AS applied,
            sum(conflicts) AS conflicts, sum(rejected) AS rejected, sum(catchup_rows) AS catchup_rows, max(connections) AS connections
          FROM activity WHERE project_id = @projectId AND minute >= @from AND minute < @to GROUP BY 2 ORDER BY 2`,
+      ),
+      committed: db.prepare(
+        'SELECT scope, table_name, row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state WHERE project_id = ? AND last_seq > ? AND last_seq <= ? ORDER BY last_seq',
       ),
       tables: db.prepare('SELECT table_name, count(*) AS rows, coalesce(sum(deleted), 0) AS deleted FROM row_state WHERE project_id = ? GROUP BY table_name ORDER BY table_name'),
       block: db.prepare('INSERT INTO blocked_users (project_id, user_id, blocked_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
@@ -926,6 +931,13 @@ export class SqliteStore implements Store {
     return settle(() => {
       const rows = this.#statements.tables.all(projectId) as Array<{ table_name: string; rows: number; deleted: number }>;
       return rows.map((r) => ({ table: r.table_name, rows: r.rows, deleted: r.deleted }));
+    });
+  }
+
+  committed(projectId: string, range: SeqRange): Promise<ScopedRowChange[]> {
+    return settle(() => {
+      const rows = this.#statements.committed.all(projectId, range.from, range.to) as Array<Omit<RowStateRecord, 'seqs'> & { scope: string; table_name: string; row_id: string }>;
+      return rows.map((r) => ({ scope: r.scope, ...storedRowChange(r.table_name, r.row_id, r) }));
     });
   }
 

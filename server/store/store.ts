@@ -104,6 +104,14 @@ export interface PushOutput {
   readonly conflicts: readonly Conflict[];
   /** The server's state of every pushed row the device cannot derive (see the contract): the ack's rows. */
   readonly rows: readonly RowChange[];
+  /** The seqs the push took: those above `from`, up to `to` (from = to: none). */
+  readonly range: SeqRange;
+}
+
+/** The seqs of one commit: above `from`, up to and with `to`. */
+export interface SeqRange {
+  readonly from: number;
+  readonly to: number;
 }
 
 /** A row change with the scope it belongs to, for the fan-out to route. */
@@ -413,6 +421,14 @@ export interface Store {
   conflicts(query: ConflictQuery): Promise<ConflictRecord[]>;
   /** The tables a project has rows in, with their counts. */
   tables(projectId: string): Promise<TableRecord[]>;
+  /** The rows whose last change has a seq in the range, in seq order, with their scope (a commit's effective changes, or what is left of them). */
+  committed(projectId: string, range: SeqRange): Promise<ScopedRowChange[]>;
+  /**
+   * For a store several processes share: calls `listener` with the seq range of each commit made
+   * by another process (in commit order, at most once each as far as the store can tell; a gap
+   * left by a lost notice is the caller's to read with committed()). Resolves to the way to stop.
+   */
+  watchCommits?(listener: (projectId: string, range: SeqRange) => void): Promise<() => Promise<void>>;
   push(input: PushInput): Promise<PushOutput>;
   pull(input: PullInput): Promise<PullOutput>;
   /** One table's rows in one scope, as they stand (see the contract). */

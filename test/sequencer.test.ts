@@ -1,0 +1,52 @@
+/**
+ * The sequencer (server/sequencer.ts) over a real store: commits reach the hub in seq order
+ * however they arrive, and a gap left open is read from the store.
+ */
+import { expect, it } from 'vitest';
+import type { ClientChange } from '../lib/protocol/change.js';
+import { Sequencer } from '../server/sequencer.js';
+import { SqliteStore } from '../server/store/sqlite-store.js';
+import type { PushOutput, ScopedRowChange } from '../server/store/store.js';
+import { formatClock } from '../worker/hlc.js';
+import { waitFor } from './helpers/instance.js';
+
+let n = 0;
+const insert = (): ClientChange => {
+  n++;
+  return { id: `c${n}`, table: 'todos', row: `r${n}`, op: 'insert', clock: formatClock({ wall: 1000 + n, counter: 0, deviceId: 'd' }), values: { title: `t${n}` } };
+};
+
+it('hands commits to the hub in seq order, holding one that came early, and reads a gap left open', async () => {
+  const store = new SqliteStore(':memory:');
+  await store.createProject({ id: 'p', secret: 's'.repeat(32) });
+  const outs: PushOutput[] = [];
+  for (let i = 0; i < 4; i++) outs.push(await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert(), insert()] }));
+  expect(outs.map((o) => [o.range.from, o.range.to])).toEqual([[0, 2], [2, 4], [4, 6], [6, 8]]);
+  const delivered: number[][] = [];
+  const sequencer = new Sequencer((_p, changes: readonly ScopedRowChange[]) => delivered.push(changes.map((c) => c.seq)), (p, range) => store.committed(p, range), 50);
+  try {
+    sequencer.local('p', outs[0]!.range, outs[0]!.effective);
+    // The third before the second: held.
+    sequencer.local('p', outs[2]!.range, outs[2]!.effective);
+    expect(delivered).toEqual([[1, 2]]);
+    sequencer.local('p', outs[1]!.range, outs[1]!.effective);
+    expect(delivered).toEqual([[1, 2], [3, 4], [5, 6]]);
+    // A commit already handed on changes nothing.
+    sequencer.local('p', outs[1]!.range, outs[1]!.effective);
+    expect(delivered).toHaveLength(3);
+    // Another process's commit, told of by its range: read from the store.
+    sequencer.remote('p', outs[3]!.range);
+    await waitFor(() => delivered.length === 4, 2000, 'the remote commit');
+    expect(delivered[3]).toEqual([7, 8]);
+    // A commit after a gap nobody tells of: the gap is read after gapMs, then the commit follows.
+    const later = [await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] })];
+    later.push(await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] }));
+    sequencer.local('p', later[1]!.range, later[1]!.effective);
+    expect(delivered).toHaveLength(4);
+    await waitFor(() => delivered.length === 6, 2000, 'the gap to be read');
+    expect(delivered.slice(4)).toEqual([[9], [10]]);
+  } finally {
+    sequencer.stop();
+    await store.close();
+  }
+});
