@@ -37,6 +37,15 @@ export class Sequencer {
     this.#gapMs = gapMs;
   }
 
+  /**
+   * Where a project's order starts: its seq when this process began listening (read after the
+   * listening began, so every commit above it is heard of or made here). A project it has no
+   * start for is one made since, whose seqs start at 0.
+   */
+  start(projectId: string, seq: number): void {
+    if (!this.#delivered.has(projectId)) this.#delivered.set(projectId, seq);
+  }
+
   /** A commit of this process, with its effective changes (`from`: the socket that pushed it). */
   local(projectId: string, range: SeqRange, changes: readonly ScopedRowChange[], from?: Subscriber): void {
     if (range.to > range.from) this.#add(projectId, { range, changes, from });
@@ -58,9 +67,7 @@ export class Sequencer {
   }
 
   #add(projectId: string, commit: Commit): void {
-    // The first commit this process sees of a project starts its order: sockets connected since
-    // read everything before it in their catch-up.
-    const delivered = this.#delivered.get(projectId) ?? commit.range.from;
+    const delivered = this.#delivered.get(projectId) ?? 0;
     if (commit.range.to > delivered && commit.range.to > commit.range.from) {
       let held = this.#held.get(projectId);
       if (!held) this.#held.set(projectId, (held = new Map<number, Commit>()));

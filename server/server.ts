@@ -92,6 +92,8 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   // through the sequencer, in seq order; an embedded store's commits are this process's alone.
   const sequencer = store.watchCommits ? new Sequencer((projectId, changes, from) => hub.publish(projectId, changes, from), (projectId, range) => store.committed(projectId, range)) : null;
   const stopWatching = store.watchCommits ? await store.watchCommits((projectId, range) => sequencer!.remote(projectId, range)) : null;
+  // Each project's order starts at its seq now, read after the listening began.
+  if (sequencer) for (const project of await store.listProjects()) sequencer.start(project.id, await store.currentSeq(project.id));
   const publish = (projectId: string, out: PushOutput, from?: Subscriber): void => {
     if (sequencer) sequencer.local(projectId, out.range, out.effective, from);
     else if (out.effective.length > 0) hub.publish(projectId, out.effective, from);

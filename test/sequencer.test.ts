@@ -25,6 +25,7 @@ it('hands commits to the hub in seq order, holding one that came early, and read
   const delivered: number[][] = [];
   const sequencer = new Sequencer((_p, changes: readonly ScopedRowChange[]) => delivered.push(changes.map((c) => c.seq)), (p, range) => store.committed(p, range), 50);
   try {
+    sequencer.start('p', 0);
     sequencer.local('p', outs[0]!.range, outs[0]!.effective);
     // The third before the second: held.
     sequencer.local('p', outs[2]!.range, outs[2]!.effective);
@@ -45,6 +46,27 @@ it('hands commits to the hub in seq order, holding one that came early, and read
     expect(delivered).toHaveLength(4);
     await waitFor(() => delivered.length === 6, 2000, 'the gap to be read');
     expect(delivered.slice(4)).toEqual([[9], [10]]);
+  } finally {
+    sequencer.stop();
+    await store.close();
+  }
+});
+
+it('a commit made here before the notice of an earlier one from another process does not leave that one out', async () => {
+  const store = new SqliteStore(':memory:');
+  await store.createProject({ id: 'p', secret: 's'.repeat(32) });
+  const delivered: number[][] = [];
+  const sequencer = new Sequencer((_p, changes: readonly ScopedRowChange[]) => delivered.push(changes.map((c) => c.seq)), (p, range) => store.committed(p, range), 5_000);
+  try {
+    // A project made after listening began (so no start: its seqs start at 0). Another process
+    // commits 1–2; this one then commits 3–4, and its own commit reaches the sequencer first.
+    const theirs = await store.push({ projectId: 'p', userId: 'u', deviceId: 'other', deviceCursor: 0, changes: [insert(), insert()] });
+    const ours = await store.push({ projectId: 'p', userId: 'u', deviceId: 'here', deviceCursor: 0, changes: [insert(), insert()] });
+    sequencer.local('p', ours.range, ours.effective);
+    expect(delivered).toEqual([]);
+    sequencer.remote('p', theirs.range);
+    await waitFor(() => delivered.length === 2, 2000, 'both commits, in order');
+    expect(delivered).toEqual([[1, 2], [3, 4]]);
   } finally {
     sequencer.stop();
     await store.close();
