@@ -62,6 +62,9 @@ export interface AppOptions {
   readonly hub?: Hub;
   /** Live and per-minute counts for the console; none when absent. */
   readonly activity?: Activity;
+  /** A commit took a seq without a push (server/console-api.ts: a user's data deleted). */
+  readonly onSeqTaken?: (projectId: string) => void;
+  readonly onProjectDeleted?: (projectId: string) => void;
   /** The console's sign-in sessions (a new set when absent). */
   readonly sessions?: AdminSessions;
   /** One structured line per refused or failed request. */
@@ -193,6 +196,8 @@ export function createApp(options: AppOptions): Hono {
     activity: options.activity,
     maxTokenLifetimeSeconds: limits.maxTokenLifetimeSeconds,
     stillAllowed: (c) => stillAdmin(c, sessions),
+    onSeqTaken: options.onSeqTaken,
+    onProjectDeleted: options.onProjectDeleted,
     readJson,
   });
 

@@ -47,6 +47,8 @@ export interface ConsoleApiOptions {
   readonly maxTokenLifetimeSeconds: number;
   /** Whether the request's credential still holds (a session may end while its stream is open). */
   readonly stillAllowed: (c: Context) => boolean;
+  readonly onSeqTaken?: ((projectId: string) => void) | undefined;
+  readonly onProjectDeleted?: ((projectId: string) => void) | undefined;
   readonly readJson: (c: Context) => Promise<unknown>;
 }
 
@@ -133,6 +135,7 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     options.hub?.disconnect(project.id, () => true, ErrorKind.NotFound, 'this project was deleted', CloseCode.notFound);
     await store.deleteProject(project.id);
     options.activity?.forget(project.id);
+    options.onProjectDeleted?.(project.id);
     return c.body(null, 204);
   });
 
@@ -224,6 +227,7 @@ export function mountConsoleApi(app: Hono, options: ConsoleApiOptions): void {
     // Closed first: each reconnects, past the deletion's seq, with a re-sync that drops what is gone.
     const closed = options.hub?.disconnect(project.id, (s) => s.userId === userId, ErrorKind.Invalid, 'this user\'s data was deleted: reconnect to re-sync', CloseCode.invalid) ?? 0;
     const deleted = await store.deleteUserData(project.id, userId);
+    options.onSeqTaken?.(project.id);
     return c.json({ userId, closed, ...deleted });
   });
 

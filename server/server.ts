@@ -91,7 +91,16 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   // A store several processes share tells of the others' commits: all commits then reach the hub
   // through the sequencer, in seq order; an embedded store's commits are this process's alone.
   const sequencer = store.watchCommits ? new Sequencer((projectId, changes, from) => hub.publish(projectId, changes, from), (projectId, range) => store.committed(projectId, range)) : null;
-  const stopWatching = store.watchCommits ? await store.watchCommits((projectId, range) => sequencer!.remote(projectId, range)) : null;
+  /** The store's seq for each project now, for the sequencer to read what it has not been told of. */
+  const resync = async (projectIds: readonly string[]): Promise<void> => {
+    for (const projectId of projectIds) sequencer?.committedUpTo(projectId, await store.currentSeq(projectId));
+  };
+  const stopWatching = store.watchCommits
+    ? await store.watchCommits(
+        (projectId, range) => sequencer!.remote(projectId, range),
+        () => void resync(sequencer!.projects()).catch((error: unknown) => log({ event: 'error', kind: ErrorKind.Internal, message: `reading the commits missed while not listening: ${String(error)}` })),
+      )
+    : null;
   // Each project's order starts at its seq now, read after the listening began.
   if (sequencer) for (const project of await store.listProjects()) sequencer.start(project.id, await store.currentSeq(project.id));
   const publish = (projectId: string, out: PushOutput, from?: Subscriber): void => {
@@ -113,6 +122,9 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     observe,
     hub,
     activity,
+    // A commit that took a seq without a push (a user's data deleted), and a project deleted.
+    onSeqTaken: (projectId) => void resync([projectId]).catch(() => undefined),
+    onProjectDeleted: (projectId) => sequencer?.forget(projectId),
     onCommit: (projectId, out) => publish(projectId, out),
     log,
   });

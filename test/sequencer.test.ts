@@ -72,3 +72,47 @@ it('a commit made here before the notice of an earlier one from another process 
     await store.close();
   }
 });
+
+it('a gap read that comes back after part of it was delivered, a read that failed, and commits nobody told of: all delivered, each once', async () => {
+  const store = new SqliteStore(':memory:');
+  await store.createProject({ id: 'p', secret: 's'.repeat(32) });
+  const delivered: number[] = [];
+  // The store's reads, with the first one held back past the gap time and the next one failing.
+  let reads = 0;
+  const read = async (p: string, range: { from: number; to: number }) => {
+    reads++;
+    if (reads === 1) await new Promise((resolve) => setTimeout(resolve, 200));
+    if (reads === 2) throw new Error('the pool is busy');
+    return store.committed(p, range);
+  };
+  const sequencer = new Sequencer((_p, changes: readonly ScopedRowChange[]) => delivered.push(...changes.map((c) => c.seq)), read, 50);
+  try {
+    sequencer.start('p', 0);
+    const one = await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] });
+    const two = await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] });
+    const three = await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] });
+    sequencer.remote('p', one.range); // read 1: slow
+    sequencer.remote('p', two.range); // read 2: fails
+    sequencer.local('p', three.range, three.effective);
+    await waitFor(() => delivered.length === 3, 3000, 'seqs 1 to 3');
+    expect(delivered).toEqual([1, 2, 3]);
+    // The last commit, nobody told of (the listening connection was down): read once the store's seq is.
+    const four = await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] });
+    sequencer.committedUpTo('p', four.range.to);
+    await waitFor(() => delivered.length === 4, 3000, 'seq 4');
+    // Later deliveries and reads leave nothing held: a fifth commit goes straight through.
+    const five = await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] });
+    sequencer.local('p', five.range, five.effective);
+    expect(delivered).toEqual([1, 2, 3, 4, 5]);
+    // A deleted project's order goes: one made again under its id starts at 0.
+    sequencer.forget('p');
+    await store.deleteProject('p');
+    await store.createProject({ id: 'p', secret: 's'.repeat(32) });
+    const again = await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] });
+    sequencer.local('p', again.range, again.effective);
+    expect(delivered).toEqual([1, 2, 3, 4, 5, 1]);
+  } finally {
+    sequencer.stop();
+    await store.close();
+  }
+});

@@ -99,3 +99,27 @@ it('pushes from several stores at once (as several processes would) get gap-free
     await Promise.all(stores.map((s) => s.close()));
   }
 });
+
+it('a long schema name still carries commit notices; a value jsonb would refuse does not break a column search', async () => {
+  const schema = `ps_test_${'x'.repeat(40)}_${Date.now().toString(36)}`.slice(0, 63);
+  schemas.push(schema);
+  const writer = new PostgresStore({ connectionString: URL_, schema });
+  const listener = new PostgresStore({ connectionString: URL_, schema });
+  const heard: Array<[string, number, number]> = [];
+  const stop = await listener.watchCommits((projectId, range) => heard.push([projectId, range.from, range.to]));
+  try {
+    await writer.createProject({ id: 'p', secret: 's'.repeat(32) });
+    const clock = (n: number) => `${String(1_000_000 + n).padStart(21, '0')}-d`;
+    await writer.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [
+      { id: 'c1', table: 'todos', row: 'r1', op: 'insert', clock: clock(1), values: { title: 'nul \u0000 inside' } },
+      { id: 'c2', table: 'todos', row: 'r2', op: 'insert', clock: clock(2), values: { title: 'good' } },
+    ] });
+    await waitFor(() => heard.length === 1, 5000, 'the notice');
+    expect(heard).toEqual([['p', 0, 2]]);
+    const found = await writer.rows({ projectId: 'p', scope: 'user:u', table: 'todos', limit: 10, where: { column: 'title', value: 'good' } });
+    expect(found.rows.map((r) => r.row)).toEqual(['r2']);
+  } finally {
+    await stop();
+    await Promise.all([writer.close(), listener.close()]);
+  }
+});

@@ -10,6 +10,7 @@
  * Text columns compare as bytes (COLLATE "C"), as SQLite's do: row ids and cursors page the same
  * way on both stores. Values are kept as the wire's JSON text, exactly as received.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { randomHex } from '../../worker/random.js';
 import type { Conflict, RowState, Strategy } from '../merge.js';
@@ -130,7 +131,8 @@ export class PostgresStore implements Store {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`a schema name is lowercase letters, digits and _, not ${JSON.stringify(schema)}`);
     this.#schema = schema;
     this.#connectionString = options.connectionString;
-    this.#channel = `pocketsync_commits_${schema}`;
+    // A channel name is at most 63 bytes: the schema's hash, not its name.
+    this.#channel = `pocketsync_commits_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
     this.#pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types: TYPES, options: `-c search_path=${schema}` });
     // A connection error of an idle client is the pool's to handle (it drops the client); said, never thrown.
     this.#pool.on('error', (error) => console.error(JSON.stringify({ event: 'error', kind: 'internal', message: `PostgreSQL: ${error.message}` })));
@@ -224,6 +226,8 @@ export class PostgresStore implements Store {
 
   async deleteProject(id: string): Promise<boolean> {
     return this.#transaction(async (db) => {
+      // Its row first, as a push locks it before its rows.
+      await db.query('SELECT id FROM projects WHERE id = $1 FOR UPDATE', [id]);
       for (const table of ['devices', 'change_log', 'push_outcomes', 'row_state', 'conflicts', 'service_keys', 'signing_keys', 'blocked_users', 'scope_horizons', 'activity']) {
         await db.query(`DELETE FROM ${table} WHERE project_id = $1`, [id]);
       }
@@ -473,16 +477,16 @@ export class PostgresStore implements Store {
       const project = { id: input.projectId, strategy: head.strategy, sharedTables: JSON.parse(head.shared_tables) as string[] };
       const ids = input.changes.map((c) => c.id);
       const touched = pushRows(project, input.userId, input.changes);
-      const [seen, conflictRows, stateRows] = await Promise.all([
-        db.query<{ change_id: string; seq: number | null }>('SELECT change_id, seq FROM change_log WHERE project_id = $1 AND device_id = $2 AND change_id = ANY($3::text[])', [project.id, input.deviceId, ids]),
-        db.query<ConflictRow & { change_id: string }>('SELECT change_id, table_name, row_id, column_name, rule, losing, winning FROM conflicts WHERE project_id = $1 AND device_id = $2 AND change_id = ANY($3::text[]) ORDER BY id', [project.id, input.deviceId, ids]),
-        db.query<RowStateRecord & { scope: string; table_name: string; row_id: string }>(
+      // One after another: a client runs one query at a time.
+      const seen = await 
+db.query<{ change_id: string; seq: number | null }>('SELECT change_id, seq FROM change_log WHERE project_id = $1 AND device_id = $2 AND change_id = ANY($3::text[])', [project.id, input.deviceId, ids]);
+      const conflictRows = seen.rows.length === 0 ? { rows: [] } : await db.query<ConflictRow & { change_id: string }>('SELECT change_id, table_name, row_id, column_name, rule, losing, winning FROM conflicts WHERE project_id = $1 AND device_id = $2 AND change_id = ANY($3::text[]) ORDER BY id', [project.id, input.deviceId, ids]);
+      const stateRows = await db.query<RowStateRecord & { scope: string; table_name: string; row_id: string }>(
           `SELECT r.scope, r.table_name, r.row_id, r.vals, r.clocks, r.seqs, r.deleted, r.delete_clock, r.last_seq
            FROM row_state r JOIN unnest($2::text[], $3::text[], $4::text[]) AS k(scope, table_name, row_id)
              ON r.project_id = $1 AND r.scope = k.scope AND r.table_name = k.table_name AND r.row_id = k.row_id`,
           [project.id, touched.map((r) => r.scope), touched.map((r) => r.table), touched.map((r) => r.row)],
-        ),
-      ]);
+        );
       const logged = new Map(seen.rows.map((r) => [r.change_id, r.seq] as const));
       const conflictsOf = new Map<string, Conflict[]>();
       for (const row of conflictRows.rows) if (logged.has(row.change_id)) conflictsOf.set(row.change_id, [...(conflictsOf.get(row.change_id) ?? []), conflictOf(row)]);
@@ -575,10 +579,12 @@ export class PostgresStore implements Store {
     if (input.includeDeleted !== true) filters.push('NOT deleted');
     if (input.where !== undefined) {
       // As SQLite's json_extract(...) IS ?: a text matches a JSON string, a number a JSON number.
-      const value = `(vals::jsonb -> ${p(input.where.column)})`;
-      filters.push(typeof input.where.value === 'number'
-        ? `jsonb_typeof(${value}) = 'number' AND (${value})::numeric = ${p(input.where.value)}`
-        : `jsonb_typeof(${value}) = 'string' AND (${value} #>> '{}') = ${p(input.where.value)}`);
+      // Matched in the row's JSON text as the server wrote it (JSON.stringify: `"column":value`,
+      // then `,` or `}`), never parsed by PostgreSQL: json and jsonb refuse some strings a value
+      // may hold (U+0000, a lone surrogate), which would fail the whole search.
+      const like = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+      const pair = like(`${JSON.stringify(input.where.column)}:${JSON.stringify(input.where.value)}`);
+      filters.push(`(vals LIKE ${p(`%${pair},%`)} ESCAPE '\\' OR vals LIKE ${p(`%${pair}}`)} ESCAPE '\\')`);
     }
     const rows = await this.#query<Omit<RowStateRecord, 'seqs'> & { row_id: string }>(
       `SELECT row_id, vals, clocks, deleted, delete_clock, last_seq FROM row_state WHERE ${filters.join(' AND ')} ORDER BY row_id LIMIT ${p(input.limit + 1)}`,
@@ -621,11 +627,12 @@ export class PostgresStore implements Store {
    * process's own are left out. A dropped connection is made again, with back-off; what was
    * committed meanwhile shows as a gap, which the caller reads.
    */
-  async watchCommits(listener: (projectId: string, range: SeqRange) => void): Promise<() => Promise<void>> {
+  async watchCommits(listener: (projectId: string, range: SeqRange) => void, reconnected?: () => void): Promise<() => Promise<void>> {
     await this.#ready;
     let stopped = false;
     let client: pg.Client | null = null;
     let delay = 100;
+    let connects = 0;
     const connect = async (): Promise<void> => {
       const next = new pg.Client({ connectionString: this.#connectionString });
       next.on('notification', (message) => {
@@ -645,6 +652,8 @@ export class PostgresStore implements Store {
       if (stopped) return void (await next.end());
       client = next;
       delay = 100;
+      // Notices sent while it was away are lost: the caller reads what was committed meanwhile.
+      if (connects++ > 0) reconnected?.();
     };
     await connect();
     return async () => {
@@ -678,6 +687,9 @@ export class PostgresStore implements Store {
     let tombstones = 0;
     for (;;) {
       const removed = await this.#transaction(async (db) => {
+        // The projects' rows first, in id order, as a push takes its project's before its rows:
+        // the other order deadlocks with a push that writes a row being compacted.
+        await db.query('SELECT id FROM projects ORDER BY id FOR UPDATE');
         const gone = await db.query<{ project_id: string; last_seq: number }>(
           `DELETE FROM row_state WHERE (project_id, scope, table_name, row_id) IN
              (SELECT project_id, scope, table_name, row_id FROM row_state WHERE deleted AND changed_at < $1 LIMIT $2)

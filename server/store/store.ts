@@ -428,7 +428,7 @@ export interface Store {
    * by another process (in commit order, at most once each as far as the store can tell; a gap
    * left by a lost notice is the caller's to read with committed()). Resolves to the way to stop.
    */
-  watchCommits?(listener: (projectId: string, range: SeqRange) => void): Promise<() => Promise<void>>;
+  watchCommits?(listener: (projectId: string, range: SeqRange) => void, reconnected?: () => void): Promise<() => Promise<void>>;
   push(input: PushInput): Promise<PushOutput>;
   pull(input: PullInput): Promise<PullOutput>;
   /** One table's rows in one scope, as they stand (see the contract). */
