@@ -6,7 +6,8 @@
  * kind 'auth', as is a blocked user's.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { decode, sign, verify } from 'hono/jwt';
+import { decode, verify } from 'hono/jwt';
+import { mintUserToken as mintToken } from '../lib/backend.js';
 import { ErrorKind } from '../lib/protocol/error-kind.js';
 import { USER_ID, USER_ID_RULE } from '../lib/protocol/values.js';
 import { ServerError } from './errors.js';
@@ -26,23 +27,12 @@ export interface User {
 export const CLOCK_SKEW_SECONDS = 60;
 
 
-/** A token for `userId`, signed with the project's newest key (its kid in the header unless it is `default`). */
+/** A token for `userId`, signed with the project's newest key (pocketsync/backend's minting, its kid in the header unless it is `default`). */
 export async function mintUserToken(project: Project, userId: string, ttlSeconds = 24 * 3600): Promise<string> {
   if (!USER_ID.test(userId)) throw new ServerError(ErrorKind.Invalid, USER_ID_RULE);
   const key = project.keys[0];
   if (!key) throw new ServerError(ErrorKind.Invalid, `project ${project.id} has no signing key that is not revoked: create one first`);
-  const now = Math.floor(Date.now() / 1000);
-  const payload = { sub: userId, project: project.id, iat: now, exp: now + ttlSeconds };
-  if (key.kid === DEFAULT_KID) return sign(payload, await hmacKey(key.secret), 'HS256');
-  return signWithKid(payload, key.kid, key.secret);
-}
-
-/** hono/jwt's sign() writes no kid; the same HS256 JWT with one. */
-async function signWithKid(payload: Record<string, unknown>, kid: string, secret: string): Promise<string> {
-  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-  const input = `${part({ alg: 'HS256', typ: 'JWT', kid })}.${part(payload)}`;
-  const signature = await crypto.subtle.sign('HMAC', await hmacKey(secret), new TextEncoder().encode(input));
-  return `${input}.${Buffer.from(signature).toString('base64url')}`;
+  return mintToken({ projectId: project.id, kid: key.kid, secret: key.secret, user: userId, ttlSeconds });
 }
 
 /**

@@ -77,12 +77,14 @@ it('a gap read that comes back after part of it was delivered, a read that faile
   const store = new SqliteStore(':memory:');
   await store.createProject({ id: 'p', secret: 's'.repeat(32) });
   const delivered: number[] = [];
-  // The store's reads, with the first one held back past the gap time and the next one failing.
+  // The store's reads: the first one held back until the gap it leaves has been read, the next one failing.
   let reads = 0;
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
   const read = async (p: string, range: { from: number; to: number }) => {
-    reads++;
-    if (reads === 1) await new Promise((resolve) => setTimeout(resolve, 200));
-    if (reads === 2) throw new Error('the pool is busy');
+    const n = ++reads;
+    if (n === 1) await held;
+    if (n === 2) throw new Error('the pool is busy');
     return store.committed(p, range);
   };
   const sequencer = new Sequencer((_p, changes: readonly ScopedRowChange[]) => delivered.push(...changes.map((c) => c.seq)), read, 50);
@@ -94,7 +96,10 @@ it('a gap read that comes back after part of it was delivered, a read that faile
     sequencer.remote('p', one.range); // read 1: slow
     sequencer.remote('p', two.range); // read 2: fails
     sequencer.local('p', three.range, three.effective);
-    await waitFor(() => delivered.length === 3, 3000, 'seqs 1 to 3');
+    // The gap is read (and delivered) while the first read is still out; then that one comes back.
+    await waitFor(() => delivered.length === 3, 3000, 'seqs 1 to 3, by the gap read');
+    release();
+    await waitFor(() => reads >= 3, 3000, 'the held read to be answered');
     expect(delivered).toEqual([1, 2, 3]);
     // The last commit, nobody told of (the listening connection was down): read once the store's seq is.
     const four = await store.push({ projectId: 'p', userId: 'u', deviceId: 'd', deviceCursor: 0, changes: [insert()] });

@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
+import { Choice } from './fields.js';
 import { api, attempt, json, project as path, query, time } from '../api.js';
 
 export interface ChangeRow {
@@ -85,25 +86,8 @@ export function Changes({ project }: { project: string }) {
         {field('table', 'Table')}
         {field('user', 'User')}
         {field('device', 'Device')}
-        <label>
-          Operation
-          <select value={draft.op} onChange={(e) => setDraft({ ...draft, op: e.currentTarget.value })}>
-            <option value="">any</option>
-            <option value="insert">insert</option>
-            <option value="update">update</option>
-            <option value="delete">delete</option>
-          </select>
-        </label>
-        <label>
-          Outcome
-          <select value={draft.outcome} onChange={(e) => setDraft({ ...draft, outcome: e.currentTarget.value })}>
-            <option value="">any</option>
-            <option value="applied">applied</option>
-            <option value="superseded">superseded</option>
-            <option value="duplicate">duplicate</option>
-            <option value="rejected">rejected</option>
-          </select>
-        </label>
+        <Choice label="Operation" value={draft.op} options={['insert', 'update', 'delete']} any="any" onChange={(op) => setDraft({ ...draft, op })} />
+        <Choice label="Outcome" value={draft.outcome} options={['applied', 'superseded', 'duplicate', 'rejected']} any="any" onChange={(outcome) => setDraft({ ...draft, outcome })} />
         {timeField('from', 'From')}
         {timeField('to', 'To')}
         <button type="submit">Filter</button>

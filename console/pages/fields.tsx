@@ -2,18 +2,24 @@
 
 export const STRATEGIES = ['column-lww', 'row-lww', 'server-wins', 'client-wins'] as const;
 
-/** The merge strategy, as a labelled select. */
-export function StrategySelect({ value, onChange }: { value: string; onChange: (strategy: string) => void }) {
+/** A labelled select of `options`; with `any`, an empty first choice of that name. */
+export function Choice({ label, value, options, onChange, any }: { label: string; value: string; options: readonly string[]; onChange: (value: string) => void; any?: string }) {
   return (
     <label>
-      Strategy
-      <select name="strategy" value={value} onChange={(e) => onChange(e.currentTarget.value)}>
-        {STRATEGIES.map((s) => (
-          <option key={s} value={s}>
-            {s}
+      {label}
+      <select name={label.toLowerCase()} value={value} onChange={(e) => onChange(e.currentTarget.value)}>
+        {any !== undefined && <option value="">{any}</option>}
+        {options.map((option) => (
+          <option key={option} value={option}>
+            {option}
           </option>
         ))}
       </select>
     </label>
   );
+}
+
+/** The merge strategy. */
+export function StrategySelect({ value, onChange }: { value: string; onChange: (strategy: string) => void }) {
+  return <Choice label="Strategy" value={value} options={STRATEGIES} onChange={onChange} />;
 }

@@ -16,7 +16,7 @@ import { randomHex } from '../../worker/random.js';
 import type { Conflict, RowState, Strategy } from '../merge.js';
 import type { Retention } from '../limits.js';
 import { planPush, pushRows } from '../push-plan.js';
-import { conflictOf, DEVICE_COLUMNS, deviceRecord, rowStateOf, storedRowChange, type ConflictRow, type DeviceRow, type RowStateRecord } from './records.js';
+import { conflictOf, DEVICE_COLUMNS, PROJECT_TABLES, deviceRecord, rowStateOf, storedRowChange, type ConflictRow, type DeviceRow, type RowStateRecord } from './records.js';
 import {
   DEFAULT_KID,
   type ActivitySample,
@@ -228,7 +228,7 @@ export class PostgresStore implements Store {
     return this.#transaction(async (db) => {
       // Its row first, as a push locks it before its rows.
       await db.query('SELECT id FROM projects WHERE id = $1 FOR UPDATE', [id]);
-      for (const table of ['devices', 'change_log', 'push_outcomes', 'row_state', 'conflicts', 'service_keys', 'signing_keys', 'blocked_users', 'scope_horizons', 'activity']) {
+      for (const table of PROJECT_TABLES) {
         await db.query(`DELETE FROM ${table} WHERE project_id = $1`, [id]);
       }
       return ((await db.query('DELETE FROM projects WHERE id = $1', [id])).rowCount ?? 0) === 1;

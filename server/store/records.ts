@@ -8,6 +8,9 @@ import type { Conflict, RowState } from '../merge.js';
 import { toRowChange } from '../push-plan.js';
 import type { DeviceRecord } from './store.js';
 
+/** Every table that holds a project's data besides projects itself: what deleting a project empties. */
+export const PROJECT_TABLES = ['devices', 'change_log', 'push_outcomes', 'row_state', 'conflicts', 'service_keys', 'signing_keys', 'blocked_users', 'scope_horizons', 'activity'] as const;
+
 export interface ConflictRow {
   table_name: string;
   row_id: string;

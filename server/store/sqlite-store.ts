@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import type { Conflict, RowState, Strategy } from '../merge.js';
 import { planPush, pushRows } from '../push-plan.js';
-import { conflictOf, DEVICE_COLUMNS, deviceRecord, rowStateOf, storedRowChange, type ConflictRow, type DeviceRow, type RowStateRecord } from './records.js';
+import { conflictOf, DEVICE_COLUMNS, PROJECT_TABLES, deviceRecord, rowStateOf, storedRowChange, type ConflictRow, type DeviceRow, type RowStateRecord } from './records.js';
 import type { Retention } from '../limits.js';
 import {
   DEFAULT_KID,
@@ -731,7 +731,7 @@ export class SqliteStore implements Store {
     return settle(() => {
       this.#flushTouches();
       const removed = this.#db.transaction(() => {
-        for (const table of ['devices', 'change_log', 'push_outcomes', 'row_state', 'conflicts', 'service_keys', 'signing_keys', 'blocked_users', 'scope_horizons', 'activity']) {
+        for (const table of PROJECT_TABLES) {
           this.#db.prepare(`DELETE FROM ${table} WHERE project_id = ?`).run(id);
         }
         return this.#db.prepare('DELETE FROM projects WHERE id = ?').run(id).changes === 1;
